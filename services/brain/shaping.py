@@ -1,0 +1,34 @@
+"""Shaping one answer for its channel: the only place channel style is enforced.
+
+Chat keeps markdown. SMS and voice get plain text. (Segment budgets, speakability rules and
+GSM-7 normalization grow here with the SMS and voice channels.)
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.contracts import Channel
+
+_MARKDOWN_LINK = re.compile(r"\[([^\]]+)\]\(([^)]+)\)")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|_|`)(.+?)\1")
+_BULLET = re.compile(r"^\s*(?:[-*+]|\d+\.)\s+", re.MULTILINE)
+_HEADING = re.compile(r"^\s*#{1,6}\s*", re.MULTILINE)
+_SPACES = re.compile(r"[ \t]+")
+
+
+def strip_markdown(text: str) -> str:
+    """Markdown to plain text, keeping link targets for SMS readers."""
+    text = _MARKDOWN_LINK.sub(r"\1 (\2)", text)
+    text = _EMPHASIS.sub(r"\2", text)
+    text = _BULLET.sub("", text)
+    text = _HEADING.sub("", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def shape(channel: Channel, text: str) -> str:
+    """The answer as it should be delivered on `channel`."""
+    text = text.strip()
+    if channel is Channel.CHAT:
+        return text
+    return strip_markdown(text)

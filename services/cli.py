@@ -1,0 +1,136 @@
+"""`switchboard`: one command, a subcommand per service and tool.
+
+    switchboard ingress | brain | egress     run one service instance (HTTP on its port)
+    switchboard topics create                create every topic of the deployment
+    switchboard schemas export | check       write / verify shared/schemas/v1.json
+    switchboard fake openai                  run the fake OpenAI-compatible model server
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from shared.logs import configure_logging
+from shared.settings import BaseServiceSettings
+
+
+def _serve(build: Callable[[], tuple[Any, BaseServiceSettings]], args: argparse.Namespace) -> int:
+    import uvicorn
+
+    app, settings = build()
+    host = args.host or settings.host  # type: ignore[attr-defined]
+    port = args.port or settings.port  # type: ignore[attr-defined]
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=5, ws_ping_interval=20, ws_ping_timeout=20,
+    )
+    return 0
+
+
+def _ingress() -> tuple[Any, BaseServiceSettings]:
+    from services.ingress.config import IngressSettings
+    from services.ingress.main import create_app
+
+    settings = IngressSettings()
+    _configure(settings)
+    return create_app(settings), settings
+
+
+def _brain() -> tuple[Any, BaseServiceSettings]:
+    from services.brain.config import BrainSettings
+    from services.brain.main import create_app
+
+    settings = BrainSettings()
+    _configure(settings)
+    return create_app(settings), settings
+
+
+def _egress() -> tuple[Any, BaseServiceSettings]:
+    from services.egress.config import EgressSettings
+    from services.egress.main import create_app
+
+    settings = EgressSettings()
+    _configure(settings)
+    return create_app(settings), settings
+
+
+def _configure(settings: BaseServiceSettings) -> None:
+    configure_logging(settings.log_level, settings.log_format)
+
+
+def _topics_create(_: argparse.Namespace) -> int:
+    from services.common.kafka import ensure_topics
+
+    settings = BaseServiceSettings()
+    _configure(settings)
+    created = asyncio.run(
+        ensure_topics(
+            settings.kafka_bootstrap_servers, settings.topics.all(), settings.topic_partitions
+        )
+    )
+    print(f"topics ready ({len(created)} created): {', '.join(settings.topics.all())}")
+    return 0
+
+
+def _schemas(args: argparse.Namespace) -> int:
+    from shared import schemas
+
+    if args.action == "export":
+        print(f"wrote {schemas.export()}")
+        return 0
+    if schemas.SCHEMA_FILE.read_text(encoding="utf-8") != schemas.render():
+        print("shared/schemas/v1.json is out of date: run `switchboard schemas export`")
+        return 1
+    print("schemas up to date")
+    return 0
+
+
+def _fake(args: argparse.Namespace, rest: list[str]) -> int:
+    from services.fakes import openai_server
+
+    openai_server.main(rest)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("ingress", "brain", "egress"):
+        service = sub.add_parser(name, help=f"run the {name} service")
+        service.add_argument("--host", default=None, help="bind address (default from settings)")
+        service.add_argument("--port", type=int, default=None, help="port (default from settings)")
+    topics = sub.add_parser("topics", help="manage Kafka topics")
+    topics.add_argument("action", choices=["create"])
+    schemas = sub.add_parser("schemas", help="JSON Schemas of the contracts")
+    schemas.add_argument("action", choices=["export", "check"])
+    fake = sub.add_parser("fake", help="run a provider fake (extra arguments go to it)")
+    fake.add_argument("provider", choices=["openai"])
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `switchboard` command."""
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "fake":
+        return _fake(args, rest)
+    if rest:
+        build_parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "ingress":
+        return _serve(_ingress, args)
+    if args.command == "brain":
+        return _serve(_brain, args)
+    if args.command == "egress":
+        return _serve(_egress, args)
+    if args.command == "topics":
+        return _topics_create(args)
+    return _schemas(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

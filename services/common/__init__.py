@@ -1,0 +1,1 @@
+"""Runtime plumbing every service uses: Kafka and Redis clients, ops events, health, inboxes."""

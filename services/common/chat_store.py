@@ -1,0 +1,147 @@
+"""Web chat delivery state in Redis, shared by egress (writer) and ingress (socket holder).
+
+- `holder:<session>`: the ingress instance holding the session's WebSocket (expiring lease,
+  refreshed by the holder's heartbeat).
+- `outbox:<session>`: replies not yet written to a socket, by `reply_id`. The record of
+  truth: a reply stays here until a holder has sent it, so a closed browser gets it on
+  reconnect and a crashed ingress instance loses nothing.
+- `ledger:<reply_id>`: egress has accepted this reply once; a redelivered reply is dropped.
+
+Ordering argument (why no reply is stranded): egress writes the outbox *before* it reads the
+holder; ingress sets the holder *before* it drains the outbox. Redis runs commands one at a
+time, so either egress sees the holder and rings its inbox, or the holder's drain sees the
+reply.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+
+_PUT_REPLY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'pending' end
+  return 'done'
+end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 'new'
+"""
+
+_TAKE_ALL = """
+local all = redis.call('HGETALL', KEYS[1])
+redis.call('DEL', KEYS[1])
+return all
+"""
+
+_RELEASE_HOLDER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class PutResult(StrEnum):
+    """What `ChatStore.put_reply` found."""
+
+    NEW = "new"
+    """First time: stored in the outbox."""
+    PENDING = "pending"
+    """Seen before and still waiting for a socket (ring the holder again)."""
+    DONE = "done"
+    """Seen before and already sent: a duplicate, drop it."""
+
+
+@dataclass(frozen=True)
+class PendingReply:
+    """A reply waiting in a session's outbox."""
+
+    reply_id: str
+    conversation_id: str
+    in_reply_to: str | None
+    text: str
+    created_ms: int
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, raw: str) -> PendingReply:
+        return cls(**json.loads(raw))
+
+
+class ChatStore:
+    """Outbox, holder lease and delivery ledger of web chat sessions."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        outbox_ttl_s: int = 7 * 24 * 3600,
+        holder_ttl_s: int = 60,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.outbox_ttl_s = outbox_ttl_s
+        self.holder_ttl_s = holder_ttl_s
+        self._put = redis.register_script(_PUT_REPLY)
+        self._take_all = redis.register_script(_TAKE_ALL)
+        self._release = redis.register_script(_RELEASE_HOLDER)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, "chat", *parts))
+
+    async def put_reply(self, session_id: str, reply: PendingReply) -> PutResult:
+        """Store a reply for delivery, once per `reply_id` (atomic with the ledger)."""
+        result = await self._put(
+            keys=[self._key("ledger", reply.reply_id), self._key("outbox", session_id)],
+            args=[reply.reply_id, reply.to_json(), self.outbox_ttl_s, self.outbox_ttl_s],
+        )
+        return PutResult(result)
+
+    async def take_pending(self, session_id: str) -> list[PendingReply]:
+        """Remove and return every waiting reply, oldest first. Put back what you fail to send."""
+        flat = await self._take_all(keys=[self._key("outbox", session_id)])
+        replies = [PendingReply.from_json(raw) for raw in flat[1::2]]
+        return sorted(replies, key=lambda reply: (reply.created_ms, reply.reply_id))
+
+    async def restore(self, session_id: str, replies: list[PendingReply]) -> None:
+        """Put back replies that could not be sent (the socket closed mid-drain)."""
+        if not replies:
+            return
+        key = self._key("outbox", session_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping={reply.reply_id: reply.to_json() for reply in replies})
+            pipe.expire(key, self.outbox_ttl_s)
+            await pipe.execute()
+
+    async def claim_holder(self, session_id: str, instance_id: str) -> None:
+        """Record that `instance_id` now holds the session's socket (the newest wins)."""
+        await self._redis.set(self._key("holder", session_id), instance_id, ex=self.holder_ttl_s)
+
+    async def refresh_holders(self, session_ids: list[str], instance_id: str) -> None:
+        """Heartbeat: keep this instance's leases alive."""
+        if not session_ids:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                pipe.set(self._key("holder", session_id), instance_id, ex=self.holder_ttl_s)
+            await pipe.execute()
+
+    async def release_holder(self, session_id: str, instance_id: str) -> None:
+        """Drop the lease if it is still ours (another instance may hold it now)."""
+        await self._release(keys=[self._key("holder", session_id)], args=[instance_id])
+
+    async def holder(self, session_id: str) -> str | None:
+        """The instance holding the session's socket, if any."""
+        value = await self._redis.get(self._key("holder", session_id))
+        return str(value) if value is not None else None
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, for outbox ordering."""
+    return int(time.time() * 1000)

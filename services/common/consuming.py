@@ -1,0 +1,86 @@
+"""At-least-once consumption: the retry/dead-letter policy every consumer shares.
+
+- A record that cannot be parsed is poison: dead-lettered at once, with the reason.
+- Infrastructure errors (Redis, Kafka, network) are retried with backoff for as long as it
+  takes: the event is fine, the world is not, and dead-lettering it would lose ordering.
+- Any other error is retried up to `max_attempts`, then dead-lettered so it cannot block its
+  partition.
+Only after one of those outcomes may the caller commit the record's offset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
+
+from services.common.deadletter import DeadLetterPublisher
+from shared.logs import get_logger
+
+log = get_logger("consuming")
+
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    RedisError,
+    KafkaError,
+    OSError,
+    TimeoutError,
+)
+
+EventT = TypeVar("EventT", bound=BaseModel)
+
+
+class PoisonEvent(Exception):
+    """The record itself is bad; retrying cannot help."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def parse_event(record: ConsumerRecord, model: type[EventT]) -> EventT:
+    """Validate a record's value as `model`, or raise `PoisonEvent` with a short reason."""
+    try:
+        return model.model_validate_json(record.value or b"")
+    except ValidationError as exc:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        raise PoisonEvent("invalid_event", f"{model.__name__}: {where} {first.get('type', '')}")
+
+
+def _backoff_s(attempt: int, cap_s: float = 5.0) -> float:
+    return float(min(cap_s, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+
+
+async def process_reliably(
+    record: ConsumerRecord,
+    work: Callable[[], Awaitable[None]],
+    dead_letters: DeadLetterPublisher,
+    max_attempts: int,
+) -> None:
+    """Run `work` until it succeeds or the record is dead-lettered. Then commit is safe."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await work()
+            return
+        except PoisonEvent as exc:
+            await dead_letters.park(record, exc.reason, str(exc), attempt)
+            return
+        except INFRASTRUCTURE_ERRORS as exc:
+            log.warning("consume.retry.infrastructure", error=type(exc).__name__, attempt=attempt)
+        except Exception as exc:
+            if attempt >= max_attempts:
+                log.exception("consume.dead_letter", topic=record.topic, offset=record.offset)
+                await dead_letters.park(
+                    record, "processing_failed", f"{type(exc).__name__}: {exc}", attempt
+                )
+                return
+            log.warning("consume.retry", error=type(exc).__name__, attempt=attempt)
+        await asyncio.sleep(_backoff_s(attempt))

@@ -1,0 +1,86 @@
+"""Per-instance inbox: how egress reaches the ingress instance that holds a live connection.
+
+Each ingress instance reads one Redis stream, `<prefix>:inbox:<instance id>`, in one loop.
+Egress appends small entries (`kind` plus fields) to the holder's stream; the reader hands
+each entry to the handler registered for its kind. The inbox is a doorbell and a fast path,
+not the record of truth: anything that must survive the instance (a chat reply) is stored
+elsewhere first, so an inbox that dies with its instance loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.logs import get_logger
+
+log = get_logger("inbox")
+
+InboxHandler = Callable[[dict[str, str]], Awaitable[None]]
+
+INBOX_MAXLEN = 10_000
+INBOX_TTL_S = 3_600
+
+
+def inbox_key(prefix: str, instance_id: str) -> str:
+    """Redis key of one instance's inbox stream."""
+    return f"{prefix}:inbox:{instance_id}"
+
+
+class InboxWriter:
+    """Appends entries to another instance's inbox."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    async def post(self, instance_id: str, kind: str, **fields: str) -> None:
+        """Append one entry of `kind`; bounded length and idle expiry keep dead inboxes small."""
+        key = inbox_key(self._prefix, instance_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"kind": kind, **fields}, maxlen=INBOX_MAXLEN, approximate=True)
+            pipe.expire(key, INBOX_TTL_S)
+            await pipe.execute()
+
+
+class InboxReader:
+    """The one loop per instance that drains its inbox and dispatches entries by kind."""
+
+    def __init__(self, redis: Redis, prefix: str, instance_id: str) -> None:
+        self._redis = redis
+        self._key = inbox_key(prefix, instance_id)
+        self._handlers: dict[str, InboxHandler] = {}
+
+    def on(self, kind: str, handler: InboxHandler) -> None:
+        """Register the handler of one entry kind."""
+        self._handlers[kind] = handler
+
+    async def run(self, block_ms: int = 5_000) -> None:
+        """Read until cancelled. Entries are deleted once handled."""
+        last_id = "0-0"
+        while True:
+            try:
+                batches = await self._redis.xread({self._key: last_id}, count=100, block=block_ms)
+            except RedisError as exc:
+                log.warning("inbox.read.failed", error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            for _stream, entries in batches or ():
+                for entry_id, fields in entries:
+                    last_id = entry_id
+                    await self._dispatch(fields)
+                    await self._redis.xdel(self._key, entry_id)
+
+    async def _dispatch(self, fields: dict[str, str]) -> None:
+        handler = self._handlers.get(fields.get("kind", ""))
+        if handler is None:
+            log.warning("inbox.entry.unknown_kind", kind=fields.get("kind"))
+            return
+        try:
+            await handler(fields)
+        except Exception:
+            # The entry is a doorbell; the durable copy stays where the handler left it.
+            log.exception("inbox.entry.failed", kind=fields.get("kind"))

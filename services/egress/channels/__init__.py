@@ -1,0 +1,8 @@
+"""The registry of built-in output channels."""
+
+from __future__ import annotations
+
+from services.egress.channels.base import OutputChannel
+from services.egress.channels.webchat import WebChatOutput
+
+__all__ = ["OutputChannel", "WebChatOutput"]

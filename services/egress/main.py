@@ -1,0 +1,99 @@
+"""Egress composition root: one consumer group per channel's reply topic, plus health."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from prometheus_client import Counter
+
+from services.common.chat_store import ChatStore
+from services.common.consuming import parse_event, process_reliably
+from services.common.deadletter import DeadLetterPublisher
+from services.common.http import health_router
+from services.common.inbox import InboxWriter
+from services.common.kafka import ensure_topics, make_broker
+from services.common.ops import OpsEmitter
+from services.common.redis import make_redis
+from services.egress.channels import OutputChannel, WebChatOutput
+from services.egress.config import EgressSettings
+from shared.contracts import Reply, Stage
+from shared.logs import get_logger
+
+log = get_logger("egress")
+
+REPLIES_HANDLED = Counter("switchboard_egress_replies_total", "Replies handled", ["channel"])
+
+
+def create_app(settings: EgressSettings | None = None) -> FastAPI:
+    """Build the egress worker."""
+    settings = settings or EgressSettings()
+    topics = settings.topics
+    broker = make_broker(settings.kafka_bootstrap_servers, f"egress-{settings.instance_id}")
+    redis = make_redis(settings.redis_url)
+    ops = OpsEmitter(broker, topics.ops, Stage.EGRESS, settings.instance_id)
+    dead_letters = DeadLetterPublisher(broker, topics.dlq_replies, Stage.EGRESS, ops)
+    outputs: list[OutputChannel] = [
+        WebChatOutput(
+            ChatStore(redis, settings.redis_prefix, outbox_ttl_s=settings.chat_outbox_ttl_s),
+            InboxWriter(redis, settings.redis_prefix),
+            ops,
+        ),
+    ]
+    for output in outputs:
+        register_reply_consumer(broker, settings, output, dead_letters)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
+        )
+        await broker.start()
+        log.info("egress.started", instance_id=settings.instance_id)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            await redis.aclose()
+            log.info("egress.stopped", instance_id=settings.instance_id)
+
+    async def kafka_ready() -> bool:
+        return bool(await broker.ping(timeout=2.0))
+
+    async def redis_ready() -> bool:
+        return bool(await redis.ping())
+
+    app = FastAPI(title="Switchboard egress", lifespan=lifespan)
+    app.include_router(health_router("egress", {"kafka": kafka_ready, "redis": redis_ready}))
+    return app
+
+
+def register_reply_consumer(
+    broker: KafkaBroker,
+    settings: EgressSettings,
+    output: OutputChannel,
+    dead_letters: DeadLetterPublisher,
+) -> None:
+    """Subscribe `output` to its channel's reply topic: commit only after delivery."""
+    channel = output.channel
+    subscriber = broker.subscriber(
+        settings.topics.replies(channel),
+        group_id=settings.group_id(f"egress.{channel.value}"),
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+    )
+
+    @subscriber
+    async def on_reply(message: KafkaMessage) -> None:
+        record = message.raw_message
+
+        async def work() -> None:
+            await output.deliver(parse_event(record, Reply))
+            REPLIES_HANDLED.labels(channel.value).inc()
+
+        await process_reliably(record, work, dead_letters, settings.max_attempts)
+        await message.ack()

@@ -1,0 +1,38 @@
+"""Ingress settings (env prefix `INGRESS_`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import BaseServiceSettings
+
+DEV_CHAT_SECRET = "dev-only-chat-token-secret-change-me"  # noqa: S105 - refused in production
+
+
+class IngressSettings(BaseServiceSettings):
+    """Settings of one ingress instance."""
+
+    model_config = SettingsConfigDict(env_prefix="INGRESS_", extra="ignore", populate_by_name=True)
+
+    host: str = Field(default="127.0.0.1", description="Interface the HTTP server binds.")
+    port: int = Field(default=8000, description="HTTP port (web chat page, webhooks, health).")
+    chat_token_secret: SecretStr = Field(
+        default=SecretStr(DEV_CHAT_SECRET),
+        description="HMAC key signing chat session tokens; the same on every ingress instance.",
+    )
+    chat_token_ttl_s: int = Field(default=24 * 3600, ge=60, description="Chat token lifetime.")
+    chat_outbox_ttl_s: int = Field(
+        default=7 * 24 * 3600, ge=60, description="How long undelivered chat replies are kept."
+    )
+    chat_max_text: int = Field(default=4000, ge=1, le=8000, description="Longest chat message.")
+    publish_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for Kafka to acknowledge an inbound event."
+    )
+
+    @model_validator(mode="after")
+    def _no_dev_secret_in_production(self) -> IngressSettings:
+        secret = self.chat_token_secret.get_secret_value()
+        if self.environment == "production" and (secret == DEV_CHAT_SECRET or len(secret) < 32):
+            raise ValueError("INGRESS_CHAT_TOKEN_SECRET must be set (32+ chars) in production")
+        return self

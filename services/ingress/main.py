@@ -1,0 +1,93 @@
+"""Ingress composition root: `create_app(settings)` wires clients, channels and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from services.common.chat_store import ChatStore
+from services.common.http import health_router
+from services.common.inbox import InboxReader
+from services.common.kafka import ensure_topics, make_broker
+from services.common.ops import OpsEmitter
+from services.common.redis import make_redis
+from services.ingress.channels.webchat.channel import WebChatChannel
+from services.ingress.channels.webchat.tokens import TokenSigner
+from services.ingress.config import IngressSettings
+from services.ingress.identity import IdentityResolver
+from services.ingress.publisher import InboundPublisher
+from shared.contracts import Stage
+from shared.logs import get_logger
+
+log = get_logger("ingress")
+
+WEB_DIR = Path(__file__).parent / "web"
+
+
+def create_app(settings: IngressSettings | None = None) -> FastAPI:
+    """Build the ingress ASGI app. Clients are opened in the lifespan, not here."""
+    settings = settings or IngressSettings()
+    topics = settings.topics
+    broker = make_broker(settings.kafka_bootstrap_servers, f"ingress-{settings.instance_id}")
+    redis = make_redis(settings.redis_url)
+    ops = OpsEmitter(broker, topics.ops, Stage.INGRESS, settings.instance_id)
+    chat = WebChatChannel(
+        signer=TokenSigner(
+            settings.chat_token_secret.get_secret_value().encode(), settings.chat_token_ttl_s
+        ),
+        store=ChatStore(redis, settings.redis_prefix, outbox_ttl_s=settings.chat_outbox_ttl_s),
+        publisher=InboundPublisher(broker, topics.inbound, ops, settings.publish_timeout_s),
+        identity=IdentityResolver(redis, settings.redis_prefix),
+        ops=ops,
+        instance_id=settings.instance_id,
+        max_text=settings.chat_max_text,
+    )
+    inbox = InboxReader(redis, settings.redis_prefix, settings.instance_id)
+    inbox.on("chat", chat.on_inbox_entry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(
+            settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
+        )
+        await broker.connect()
+        tasks = [
+            asyncio.create_task(inbox.run(), name="inbox"),
+            asyncio.create_task(chat.heartbeat(chat.store.holder_ttl_s / 3), name="heartbeat"),
+        ]
+        log.info("ingress.started", instance_id=settings.instance_id, port=settings.port)
+        try:
+            yield
+        finally:
+            await chat.close_all()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await broker.stop()
+            await redis.aclose()
+            log.info("ingress.stopped", instance_id=settings.instance_id)
+
+    async def kafka_ready() -> bool:
+        return bool(await broker.ping(timeout=2.0))
+
+    async def redis_ready() -> bool:
+        return bool(await redis.ping())
+
+    app = FastAPI(title="Switchboard ingress", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.chat = chat
+    app.include_router(health_router("ingress", {"kafka": kafka_ready, "redis": redis_ready}))
+    app.include_router(chat.router())
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB_DIR / "index.html")
+
+    return app

@@ -1,0 +1,74 @@
+"""Publishing inbound events: the one place ingress hands a message to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from faststream.kafka import KafkaBroker
+from prometheus_client import Counter, Histogram
+
+from services.common.ops import OpsEmitter
+from shared.contracts import InboundMessage, Lifecycle
+from shared.tracing import to_headers
+
+INBOUND_PUBLISHED = Counter(
+    "switchboard_ingress_published_total", "Inbound events acknowledged by Kafka", ["channel"]
+)
+PUBLISH_SECONDS = Histogram(
+    "switchboard_ingress_publish_seconds", "Time for Kafka to acknowledge an inbound event"
+)
+
+
+class PublishFailed(Exception):
+    """Kafka did not acknowledge in time; the caller must not report success."""
+
+
+class InboundPublisher:
+    """Publishes `InboundMessage` keyed by conversation, and waits for the broker's ack."""
+
+    def __init__(self, broker: KafkaBroker, topic: str, ops: OpsEmitter, timeout_s: float) -> None:
+        self._broker = broker
+        self._topic = topic
+        self._ops = ops
+        self._timeout_s = timeout_s
+
+    async def publish(self, message: InboundMessage) -> None:
+        """Return only once Kafka has the event (acks=all); raise `PublishFailed` otherwise."""
+        started = time.perf_counter()
+        headers = {
+            "content-type": "application/json",
+            "sb-event": "InboundMessage",
+            "sb-schema-version": str(message.schema_version),
+            **to_headers(message.trace),
+        }
+        try:
+            await asyncio.wait_for(
+                self._broker.publish(
+                    message.model_dump_json().encode(),
+                    self._topic,
+                    key=message.conversation_id.encode(),
+                    headers=headers,
+                ),
+                self._timeout_s,
+            )
+        except Exception as exc:
+            await self._ops.emit(
+                Lifecycle.FAILED,
+                channel=message.channel,
+                conversation_id=message.conversation_id,
+                message_id=message.provider_message_id,
+                reason=f"publish_failed:{type(exc).__name__}",
+            )
+            raise PublishFailed(str(type(exc).__name__)) from exc
+        elapsed = time.perf_counter() - started
+        PUBLISH_SECONDS.observe(elapsed)
+        INBOUND_PUBLISHED.labels(message.channel.value).inc()
+        await self._ops.emit(
+            Lifecycle.PUBLISHED,
+            channel=message.channel,
+            conversation_id=message.conversation_id,
+            message_id=message.provider_message_id,
+            duration_ms=elapsed * 1000,
+            traceparent=message.trace.traceparent if message.trace else None,
+        )

@@ -1,0 +1,88 @@
+"""`InboundMessage`: what ingress publishes for every customer utterance or call event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from shared.contracts.common import Channel, Event, TraceContext
+
+
+class MessageKind(StrEnum):
+    """What the inbound event is."""
+
+    TEXT = "text"
+    """A complete user message (chat message, SMS, final voice transcript)."""
+    PARTIAL_TRANSCRIPT = "partial_transcript"
+    """An interim voice transcript; may be superseded."""
+    CALL_STARTED = "call_started"
+    CALL_ENDED = "call_ended"
+    DTMF = "dtmf"
+
+
+class ReplyModeKind(StrEnum):
+    """How the answer must travel back."""
+
+    ASYNC = "async"
+    """Delivered whenever it is ready (SMS, web chat outbox)."""
+    SYNC = "sync"
+    """Someone holds an HTTP request open until `deadline_at` (VoIPBin fetch, VAPI)."""
+    STREAM = "stream"
+    """Tokens are streamed to a held connection (VAPI custom LLM)."""
+
+
+class ReplyMode(BaseModel):
+    """Reply routing for one inbound message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ReplyModeKind = ReplyModeKind.ASYNC
+    deadline_at: datetime | None = Field(
+        default=None, description="Sync/stream only: after this the holder answers a fallback."
+    )
+    correlation_id: str | None = Field(
+        default=None, description="Sync/stream only: resolves the holder's pending future."
+    )
+    reply_to: str | None = Field(
+        default=None,
+        description="Sync/stream only: the holder's inbox handle (ingress instance id).",
+    )
+
+    @model_validator(mode="after")
+    def _sync_needs_routing(self) -> ReplyMode:
+        if self.kind is not ReplyModeKind.ASYNC and not (
+            self.deadline_at and self.correlation_id and self.reply_to
+        ):
+            raise ValueError("sync and stream replies need deadline_at, correlation_id, reply_to")
+        return self
+
+
+class InboundMessage(Event):
+    """One normalized customer event, keyed on Kafka by `conversation_id`."""
+
+    channel: Channel
+    provider_message_id: str = Field(
+        min_length=1,
+        max_length=256,
+        description="The provider's own id for this message (Twilio MessageSid, chat client id"
+        " scoped by session...). Dedupe key, together with `channel`.",
+    )
+    address: str = Field(
+        min_length=1,
+        max_length=256,
+        description="The customer's address on this channel: E.164 number, chat session id.",
+    )
+    conversation_id: str = Field(
+        min_length=1, max_length=128, description="Resolved conversation; the Kafka key."
+    )
+    kind: MessageKind = MessageKind.TEXT
+    text: str = Field(default="", max_length=8000)
+    reply: ReplyMode = Field(default_factory=ReplyMode)
+    trace: TraceContext | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        """The stable identity of this message across provider retries and redeliveries."""
+        return f"{self.channel.value}:{self.provider_message_id}"

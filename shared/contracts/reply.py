@@ -1,0 +1,38 @@
+"""`Reply`: what the brain publishes, one topic per channel."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import Field
+
+from shared.contracts.common import Channel, Event, TraceContext
+from shared.contracts.inbound import InboundMessage, ReplyMode
+
+_REPLY_NAMESPACE = uuid.UUID("6f1c1d2e-7a43-5b8e-9c0d-5b9a0c1e2f30")
+
+
+def reply_id_for(inbound: InboundMessage, part: int = 0) -> str:
+    """Deterministic id of the answer to `inbound`.
+
+    Derived from the provider's message identity (not the event id, which changes when a
+    provider retries a webhook), so every redelivery of the same turn yields the same id and
+    egress can drop duplicates. `part` numbers extra replies to the same turn.
+    """
+    name = inbound.dedupe_key if part == 0 else f"{inbound.dedupe_key}#{part}"
+    return uuid.uuid5(_REPLY_NAMESPACE, name).hex
+
+
+class Reply(Event):
+    """An answer, already shaped for its channel, on its way to egress."""
+
+    reply_id: str = Field(description="Deterministic: see `reply_id_for`. Egress dedupes on it.")
+    in_reply_to: str = Field(description="`provider_message_id` of the inbound message answered.")
+    conversation_id: str
+    channel: Channel
+    address: str = Field(description="Where to deliver: E.164 number, chat session id, call id.")
+    text: str = Field(max_length=8000, description="Shaped for the channel by the brain.")
+    reply: ReplyMode = Field(
+        default_factory=ReplyMode, description="Copied from the inbound message: sync routing."
+    )
+    trace: TraceContext | None = None

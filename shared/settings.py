@@ -1,0 +1,83 @@
+"""Settings every service shares. Each service subclasses `BaseServiceSettings` with its own
+env prefix (`INGRESS_`, `BRAIN_`, `EGRESS_`); the infrastructure fields below keep their
+plain, unprefixed names so one `.env` serves every process.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.topics import Topics
+
+
+def _default_instance_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+def plain_env(name: str) -> AliasChoices:
+    """Read a field from an unprefixed environment variable."""
+    return AliasChoices(name)
+
+
+class BaseServiceSettings(BaseSettings):
+    """Infrastructure settings common to all services."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        validation_alias=plain_env("SWITCHBOARD_ENV"),
+        description="`production` refuses development defaults for secrets.",
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=plain_env("KAFKA_BOOTSTRAP_SERVERS"),
+        description="Comma-separated Kafka bootstrap servers.",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:16379/0",
+        validation_alias=plain_env("REDIS_URL"),
+        description="Redis for memory, locks, sessions and per-instance inboxes.",
+    )
+    topic_namespace: str = Field(
+        default="switchboard",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        validation_alias=plain_env("SWITCHBOARD_TOPIC_NAMESPACE"),
+        description="Prefix of every topic name (and consumer group); isolates deployments.",
+    )
+    topic_partitions: int = Field(
+        default=6,
+        ge=1,
+        validation_alias=plain_env("SWITCHBOARD_TOPIC_PARTITIONS"),
+        description="Partitions for topics a service creates at start when they are missing.",
+    )
+    redis_prefix: str = Field(
+        default="sb",
+        validation_alias=plain_env("SWITCHBOARD_REDIS_PREFIX"),
+        description="Prefix of every Redis key; isolates deployments sharing a Redis.",
+    )
+    instance_id: str = Field(
+        default_factory=_default_instance_id,
+        validation_alias=plain_env("SWITCHBOARD_INSTANCE_ID"),
+        description="Name of this process in ops events and inbox keys; unique per process.",
+    )
+    log_level: str = Field(default="INFO", validation_alias=plain_env("LOG_LEVEL"))
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto",
+        validation_alias=plain_env("LOG_FORMAT"),
+        description="`auto`: console on a terminal, JSON otherwise.",
+    )
+
+    @property
+    def topics(self) -> Topics:
+        """Topic names of this deployment."""
+        return Topics(self.topic_namespace)
+
+    def group_id(self, role: str) -> str:
+        """Consumer group of one service role, scoped by the namespace."""
+        return f"{self.topic_namespace}.{role}"
