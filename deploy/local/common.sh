@@ -22,8 +22,9 @@ wait_port() {
   local port=$1 timeout=$2 waited=0
   until port_open "$port"; do
     sleep 0.5; waited=$((waited + 1))
-    [ "$waited" -ge $((timeout * 2)) ] && return 1
+    if [ "$waited" -ge $((timeout * 2)) ]; then return 1; fi
   done
+  return 0
 }
 
 # Stop the process whose pid is in file $1 (TERM, then KILL after $2 seconds).

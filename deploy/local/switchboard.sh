@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The whole system on one machine, no Docker: Kafka, Redis, ingress, brain, egress.
+#   switchboard.sh up      start everything in the background (idempotent)
+#   switchboard.sh down    stop everything
+#   switchboard.sh run     up, follow the logs, and stop everything on Ctrl-C
+#   switchboard.sh status  what is running
+# Service logs: .data/run/<service>.log. Settings come from the environment (see README).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+SERVICES=(ingress brain egress)
+declare -A PORTS=([ingress]="${INGRESS_PORT:-8000}" [brain]="${BRAIN_PORT:-8001}" [egress]="${EGRESS_PORT:-8002}")
+
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
+
+start_service() {
+  local name=$1 port=${PORTS[$1]}
+  if [ -f "$RUN_DIR/$name.pid" ] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
+    say "$name already running"; return 0
+  fi
+  port_open "$port" && die "port $port is taken: cannot start $name (set ${name^^}_PORT)"
+  LOG_FORMAT="${LOG_FORMAT:-json}" nohup "$VENV/bin/switchboard" "$name" --port "$port" \
+    >>"$RUN_DIR/$name.log" 2>&1 &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+wait_ready() {
+  local name=$1 port=${PORTS[$1]}
+  for _ in $(seq 120); do
+    if "$VENV/bin/python" - "$port" <<'PY' 2>/dev/null; then return 0; fi
+import sys, urllib.request
+urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/readyz", timeout=2)
+PY
+    kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null || { tail -20 "$RUN_DIR/$name.log" >&2; die "$name exited"; }
+    sleep 0.5
+  done
+  tail -20 "$RUN_DIR/$name.log" >&2
+  die "$name was not ready within 60 s"
+}
+
+up() {
+  [ -x "$VENV/bin/switchboard" ] || die "no $VENV: run 'make install' first"
+  mkdir -p "$RUN_DIR"
+  if [[ "$KAFKA_BOOTSTRAP_SERVERS" == "127.0.0.1:$KAFKA_PORT" ]]; then "$REPO_ROOT/deploy/local/kafka.sh" start; fi
+  if [[ "$REDIS_URL" == "redis://127.0.0.1:$REDIS_PORT/"* ]]; then "$REPO_ROOT/deploy/local/redis.sh" start; fi
+  "$VENV/bin/switchboard" topics create >/dev/null
+  for name in "${SERVICES[@]}"; do start_service "$name"; done
+  for name in "${SERVICES[@]}"; do wait_ready "$name"; done
+  local engine="offline engine (knowledge file: services/brain/knowledge.md)"
+  [ -n "${OPENAI_API_KEY:-}" ] && engine="model ${OPENAI_MODEL:-gpt-4o-mini} at ${OPENAI_BASE_URL:-the OpenAI API}"
+  cat >&2 <<MSG
+
+  Switchboard is up.
+    Web chat:   http://127.0.0.1:${PORTS[ingress]}/
+    Health:     http://127.0.0.1:${PORTS[ingress]}/readyz  (brain :${PORTS[brain]}, egress :${PORTS[egress]})
+    Answers:    $engine
+    Logs:       $RUN_DIR/{ingress,brain,egress}.log
+
+MSG
+}
+
+down() {
+  for name in egress brain ingress; do
+    [ -f "$RUN_DIR/$name.pid" ] && say "stopping $name"
+    stop_pidfile "$RUN_DIR/$name.pid" 15
+  done
+  "$REPO_ROOT/deploy/local/redis.sh" stop
+  "$REPO_ROOT/deploy/local/kafka.sh" stop
+}
+
+status() {
+  for name in "${SERVICES[@]}"; do
+    if [ -f "$RUN_DIR/$name.pid" ] && kill -0 "$(cat "$RUN_DIR/$name.pid")" 2>/dev/null; then
+      echo "$name: running (pid $(cat "$RUN_DIR/$name.pid"), port ${PORTS[$name]})"
+    else
+      echo "$name: stopped"
+    fi
+  done
+  "$REPO_ROOT/deploy/local/kafka.sh" status || true
+  "$REPO_ROOT/deploy/local/redis.sh" status || true
+}
+
+run() {
+  trap 'echo; say "stopping"; down; exit 0' INT TERM
+  up
+  say "following logs; press Ctrl-C to stop everything"
+  tail -n 0 -F "$RUN_DIR/ingress.log" "$RUN_DIR/brain.log" "$RUN_DIR/egress.log" &
+  wait $!
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  run) run ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|run|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,384 @@
+"""A fake OpenAI Chat Completions server for tests and local runs, with no network access.
+
+It is a real HTTP server that speaks enough of the OpenAI wire format for the official
+``openai`` SDK to work against it unchanged:
+
+* ``POST /v1/chat/completions``: plain ``chat.completion`` objects, or with ``stream: true``
+  server-sent ``chat.completion.chunk`` events ending in ``data: [DONE]``.
+* ``GET /v1/models``: the configured model ids.
+* ``GET /_fake/requests``, ``POST /_fake/reset``, ``POST /_fake/config``: controls for tests.
+
+Behaviour is set by :class:`FakeModelConfig`, at construction or at runtime via
+``POST /_fake/config`` / :meth:`FakeOpenAIServer.configure`:
+
+* ``api_key``: if set, requests must send ``Authorization: Bearer <api_key>`` or get a 401.
+* ``latency_ms``: wait before answering (for streams, before the headers and first chunk);
+  ``chunk_delay_ms``: wait between stream chunks.
+* ``fail_next`` / ``fail_status``: the next N requests fail with that status, in OpenAI's error
+  envelope. Failures carry ``retry-after-ms: <retry_after_ms>`` (default 1 ms) so SDK retries
+  are fast. ``rate_limit_per_second``: more requests than that within one second get a 429.
+* ``replies``: scripted replies, used in order; then ``reply_template`` with the placeholders
+  ``{last_user}``, ``{n_messages}`` and ``{model}``.
+* ``hang``: accept requests and never answer until reset, ``hang`` is turned off, the client
+  disconnects, or the server stops. Other requests are not blocked.
+
+Checks run in this order: auth, rate limit, ``fail_next``, latency, hang, reply. Every
+well-formed completion request is recorded, including those that fail.
+
+Run it by hand: ``python -m services.fakes.openai_server --host 127.0.0.1 --port 8090``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FakeModelConfig(BaseModel):
+    """Behaviour switches of the fake model; unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] = Field(default_factory=lambda: ["fake-model"], min_length=1)
+    api_key: str | None = None
+    latency_ms: int = Field(default=0, ge=0)
+    chunk_delay_ms: int = Field(default=0, ge=0)
+    fail_next: int = Field(default=0, ge=0)
+    fail_status: int = Field(default=500, ge=400, le=599)
+    retry_after_ms: int = Field(default=1, ge=0)
+    rate_limit_per_second: int | None = Field(default=None, ge=0)
+    reply_template: str = "You said: {last_user}"
+    replies: list[str] = Field(default_factory=list)
+    hang: bool = False
+
+
+class FakeModelState:
+    """Config and recorded requests shared by the app and the tests (thread-safe)."""
+
+    def __init__(self, config: FakeModelConfig | None = None) -> None:
+        self.defaults = (config or FakeModelConfig()).model_copy(deep=True)
+        self.config = self.defaults.model_copy(deep=True)
+        self.requests: list[dict[str, Any]] = []
+        self.generation = 0  # bumped to release hung requests
+        self._recent: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+
+    def configure(self, **fields: Any) -> FakeModelConfig:
+        """Update some config fields (validated) and return the new config."""
+        with self._lock:
+            merged = {**self.config.model_dump(), **fields}
+            self.config = FakeModelConfig.model_validate(merged)
+            return self.config
+
+    def reset(self) -> None:
+        """Forget recorded requests, restore the construction-time config, release hangs."""
+        with self._lock:
+            self.config = self.defaults.model_copy(deep=True)
+            self.requests.clear()
+            self._recent.clear()
+            self.generation += 1
+
+    def release_hung(self) -> None:
+        """Let requests currently held by ``hang`` answer."""
+        with self._lock:
+            self.generation += 1
+
+    def record(self, body: dict[str, Any]) -> None:
+        """Remember a completion request body."""
+        with self._lock:
+            self.requests.append(body)
+
+    def take_failure(self) -> int | None:
+        """Return the status this request must fail with, if any (rate limit, then fail_next)."""
+        with self._lock:
+            now = time.monotonic()
+            self._recent.append(now)
+            while self._recent and self._recent[0] <= now - 1.0:
+                self._recent.popleft()
+            limit = self.config.rate_limit_per_second
+            if limit is not None and len(self._recent) > limit:
+                return 429
+            if self.config.fail_next > 0:
+                self.config.fail_next -= 1
+                return self.config.fail_status
+            return None
+
+    def next_reply(self, messages: list[dict[str, Any]], model: str) -> str:
+        """The next scripted reply, or the template filled in from the request."""
+        with self._lock:
+            if self.config.replies:
+                return self.config.replies.pop(0)
+            template = self.config.reply_template
+        users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
+        return (
+            template.replace("{last_user}", users[-1] if users else "")
+            .replace("{n_messages}", str(len(messages)))
+            .replace("{model}", model)
+        )
+
+
+def _text(content: Any) -> str:
+    """Text of a message content: a string or a list of ``{"type": "text"}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    code: str | None = None,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A response in OpenAI's error envelope."""
+    error = {"message": message, "type": type_, "param": param, "code": code}
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+def _failure(status: int, retry_after_ms: int) -> JSONResponse:
+    """An injected failure (429, 5xx or other 4xx) with fast retry hints."""
+    headers = {"retry-after-ms": str(retry_after_ms), "retry-after": str(retry_after_ms // 1000)}
+    code = "rate_limit_exceeded" if status == 429 else None
+    type_ = code or ("server_error" if status >= 500 else "invalid_request_error")
+    return _error(status, f"Injected failure {status} (fake).", type_, code, headers=headers)
+
+
+async def _wait_while_hung(state: FakeModelState, request: Request) -> bool:
+    """Hold the request while ``hang`` is on; False if the client went away meanwhile."""
+    generation = state.generation
+    while state.config.hang and state.generation == generation:
+        if await request.is_disconnected():
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+def create_app(state: FakeModelState | None = None) -> FastAPI:
+    """Build the fake OpenAI app around ``state`` (a fresh default state if None)."""
+    fake = state or FakeModelState()
+    app = FastAPI(title="Fake OpenAI", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.fake = fake
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            message = "Expected a JSON object with a 'messages' list."
+            return _error(400, message, "invalid_request_error", param="messages")
+        fake.record(body)
+        config = fake.config
+        if config.api_key is not None and (
+            request.headers.get("authorization") != f"Bearer {config.api_key}"
+        ):
+            return _error(
+                401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key"
+            )
+        failure = fake.take_failure()
+        if failure is not None:
+            return _failure(failure, config.retry_after_ms)
+        if config.latency_ms:
+            await asyncio.sleep(config.latency_ms / 1000)
+        if not await _wait_while_hung(fake, request):
+            return Response(status_code=499)
+
+        return _answer(fake, body)
+
+    @app.get("/v1/models")
+    async def list_models() -> dict[str, Any]:
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "switchboard-fake"}
+            for m in fake.config.models
+        ]
+        return {"object": "list", "data": data}
+
+    @app.get("/_fake/requests")
+    async def recorded_requests() -> list[dict[str, Any]]:
+        return list(fake.requests)
+
+    @app.post("/_fake/reset")
+    async def reset() -> dict[str, Any]:
+        fake.reset()
+        return fake.config.model_dump()
+
+    @app.post("/_fake/config")
+    async def configure(request: Request) -> Response:
+        try:
+            return JSONResponse(fake.configure(**await request.json()).model_dump())
+        except (ValueError, TypeError) as exc:  # bad JSON, non-object, or validation error
+            return _error(422, str(exc), "invalid_request_error")
+
+    return app
+
+
+def _answer(state: FakeModelState, body: dict[str, Any]) -> Response:
+    """The completion (JSON or a stream) for a request that passed all checks."""
+    model = str(body.get("model") or state.config.models[0])
+    pieces = re.findall(r"\s*\S+|\s+$", state.next_reply(body["messages"], model))
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    finish = "stop"
+    if isinstance(limit, int) and 0 < limit < len(pieces):
+        pieces, finish = pieces[:limit], "length"
+    prompt = sum(len(_text(m.get("content")).split()) for m in body["messages"])
+    usage = {"prompt_tokens": prompt, "completion_tokens": len(pieces)}
+    usage["total_tokens"] = prompt + len(pieces)
+    base = {"id": f"chatcmpl-{secrets.token_hex(12)}", "created": int(time.time())}
+    base |= {"model": model, "system_fingerprint": "fp_fake"}
+    if body.get("stream"):
+        with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        delay = state.config.chunk_delay_ms / 1000
+        events = _stream(base, pieces, finish, usage if with_usage else None, delay)
+        return StreamingResponse(events, media_type="text/event-stream")
+    message = {"role": "assistant", "content": "".join(pieces), "refusal": None}
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+    return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+
+async def _stream(
+    base: dict[str, Any], pieces: list[str], finish: str, usage: dict[str, int] | None, delay: float
+) -> AsyncIterator[str]:
+    """Server-sent events for a streamed completion."""
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        chunk = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
+        return f"data: {json.dumps(chunk)}\n\n"
+
+    def choice(delta: dict[str, Any], finish_reason: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+
+    yield event(choice({"role": "assistant", "content": ""}))
+    for piece in pieces:
+        if delay:
+            await asyncio.sleep(delay)
+        yield event(choice({"content": piece}))
+    yield event(choice({}, finish))
+    if usage is not None:
+        yield event([], usage=usage)
+    yield "data: [DONE]\n\n"
+
+
+class FakeOpenAIServer:
+    """Runs the fake in a background thread: ``with``/``async with``, or ``start()``/``stop()``."""
+
+    def __init__(
+        self, config: FakeModelConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.state = FakeModelState(config)
+        self.host = host
+        self.port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The URL to give the SDK, e.g. ``http://127.0.0.1:PORT/v1``."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the server thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def configure(self, **fields: Any) -> FakeModelConfig:
+        """Change behaviour switches; see :class:`FakeModelConfig`."""
+        return self.state.configure(**fields)
+
+    def start(self, timeout: float = 10.0) -> FakeOpenAIServer:
+        """Bind the port, start serving, and wait until the port answers."""
+        if self._server is not None:
+            return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self.state),
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=server.run,
+            kwargs={"sockets": [sock]},
+            name=f"fake-openai-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("fake OpenAI server did not start")
+            time.sleep(0.01)
+        with socket.create_connection((self.host, self.port), timeout=timeout):
+            pass
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Release hung requests and stop the server; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None or thread is None:
+            return
+        self.state.release_hung()
+        server.should_exit = True
+        thread.join(timeout)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout)
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeOpenAIServer:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: serve the fake until interrupted."""
+    parser = argparse.ArgumentParser(description="Fake OpenAI Chat Completions server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--api-key", default=None, help="require this bearer key")
+    parser.add_argument("--model", action="append", help="model id to list (repeatable)")
+    args = parser.parse_args(argv)
+    config = FakeModelConfig(latency_ms=args.latency_ms, api_key=args.api_key)
+    if args.model:
+        config.models = args.model
+    app = create_app(FakeModelState(config))
+    uvicorn.run(app, host=args.host, port=args.port, timeout_graceful_shutdown=1)
+
+
+if __name__ == "__main__":
+    main()

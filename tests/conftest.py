@@ -1,0 +1,33 @@
+"""Shared fixtures. Broker-backed fixtures provision a real Kafka and Redis on first use."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from tests.support.infra import Infra, provision, teardown
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    """The real Kafka broker and Redis server of this test session."""
+    started = provision()
+    yield started
+    teardown(started)
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh topic namespace / Redis prefix, so tests never see each other's data."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest_asyncio.fixture
+async def redis(infra: Infra) -> AsyncIterator[Redis]:
+    client = Redis.from_url(infra.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
