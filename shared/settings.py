@@ -66,7 +66,15 @@ class BaseServiceSettings(BaseSettings):
         validation_alias=plain_env("SWITCHBOARD_INSTANCE_ID"),
         description="Name of this process in ops events and inbox keys; unique per process.",
     )
-    log_level: str = Field(default="INFO", validation_alias=plain_env("LOG_LEVEL"))
+    chat_outbox_ttl_s: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        validation_alias=plain_env("CHAT_OUTBOX_TTL_S"),
+        description="How long web chat replies wait for a browser that is not connected.",
+    )
+    log_level: str = Field(
+        default="INFO", validation_alias=plain_env("LOG_LEVEL"), description="Log threshold."
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto",
         validation_alias=plain_env("LOG_FORMAT"),

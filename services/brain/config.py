@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings, plain_env
@@ -25,14 +25,18 @@ class BrainSettings(BaseServiceSettings):
         description="`auto`: the OpenAI-compatible server when OPENAI_API_KEY is set, else offline.",
     )
     openai_api_key: SecretStr | None = Field(
-        default=None, validation_alias=plain_env("OPENAI_API_KEY")
+        default=None,
+        validation_alias=plain_env("OPENAI_API_KEY"),
+        description="Key of the model server; unset means the offline engine (in `auto`).",
     )
     openai_base_url: str | None = Field(
         default=None,
         validation_alias=plain_env("OPENAI_BASE_URL"),
         description="Any OpenAI-compatible server (vLLM, Ollama, a fake); default OpenAI's.",
     )
-    openai_model: str = Field(default="gpt-4o-mini", validation_alias=plain_env("OPENAI_MODEL"))
+    openai_model: str = Field(
+        default="gpt-4o-mini", validation_alias=plain_env("OPENAI_MODEL"), description="Model name."
+    )
     model_timeout_s: float = Field(default=20.0, gt=0, description="Per model request.")
     model_max_retries: int = Field(
         default=2, ge=0, description="Retries on 429/5xx/timeouts, jittered backoff (SDK)."
@@ -59,3 +63,9 @@ class BrainSettings(BaseServiceSettings):
     max_attempts: int = Field(
         default=5, ge=1, description="Attempts at a failing event before it is dead-lettered."
     )
+
+    @field_validator("openai_api_key", "openai_base_url", mode="before")
+    @classmethod
+    def _empty_means_unset(cls, value: object) -> object:
+        # Compose files and shells pass unset variables as "": treat them as absent.
+        return None if value == "" else value

@@ -15,9 +15,6 @@ class EgressSettings(BaseServiceSettings):
 
     host: str = Field(default="127.0.0.1", description="Interface of the health/metrics server.")
     port: int = Field(default=8002, description="Port of the health/metrics server.")
-    chat_outbox_ttl_s: int = Field(
-        default=7 * 24 * 3600, ge=60, description="How long undelivered chat replies are kept."
-    )
     max_attempts: int = Field(
         default=5, ge=1, description="Attempts at a failing reply before it is dead-lettered."
     )

@@ -22,9 +22,6 @@ class IngressSettings(BaseServiceSettings):
         description="HMAC key signing chat session tokens; the same on every ingress instance.",
     )
     chat_token_ttl_s: int = Field(default=24 * 3600, ge=60, description="Chat token lifetime.")
-    chat_outbox_ttl_s: int = Field(
-        default=7 * 24 * 3600, ge=60, description="How long undelivered chat replies are kept."
-    )
     chat_max_text: int = Field(default=4000, ge=1, le=8000, description="Longest chat message.")
     publish_timeout_s: float = Field(
         default=10.0, gt=0, description="Longest wait for Kafka to acknowledge an inbound event."

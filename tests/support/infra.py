@@ -50,6 +50,14 @@ def _run(script: str, action: str) -> None:
 def provision() -> Infra:
     """Kafka and Redis for this test session. Never skips: it starts them when missing."""
     started: list[str] = []
+    try:
+        return _provision(started)
+    except BaseException:
+        teardown(Infra("", "", started))
+        raise
+
+
+def _provision(started: list[str]) -> Infra:
     kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if not kafka:
         if not port_open(TEST_KAFKA_PORT):

@@ -59,3 +59,16 @@ def test_infrastructure_settings_use_plain_env_names(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("INGRESS_PORT", "9123")
     settings = IngressSettings()
     assert (settings.kafka_bootstrap_servers, settings.port) == ("k:1", 9123)
+
+
+def test_empty_model_key_means_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.brain.config import BrainSettings
+    from services.brain.engines import build_engine
+
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+    monkeypatch.setenv("OPENAI_BASE_URL", "")
+    settings = BrainSettings()
+    assert settings.openai_api_key is None and settings.openai_base_url is None
+    assert build_engine(settings).name == "offline"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert build_engine(BrainSettings()).name == "openai"
