@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install run up down status test test-unit test-integration test-e2e lint fmt typecheck schemas bench lock clean
+.PHONY: help install browser run up down status test test-unit test-integration test-e2e lint fmt typecheck schemas bench lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -32,7 +32,12 @@ down: ## stop what `make up` started
 status: ## what is running
 	deploy/local/switchboard.sh status
 
-test: install ## every test tier against a real Kafka broker and Redis (provisioned if needed)
+browser: ## Debian's chromium for the browser test (installed when missing, as root)
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is missing (apt-get install chromium): the browser test will fail"
+
+test: install browser ## every test tier against a real Kafka broker and Redis (provisioned if needed)
 	$(BIN)/pytest tests
 
 test-unit: install ## pure logic only (no broker)
@@ -41,7 +46,7 @@ test-unit: install ## pure logic only (no broker)
 test-integration: install ## real Kafka + Redis, in-process services
 	$(BIN)/pytest tests/integration
 
-test-e2e: install ## services as real processes
+test-e2e: install browser ## services as real processes
 	$(BIN)/pytest tests/e2e
 
 lint: install ## ruff + mypy

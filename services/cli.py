@@ -1,9 +1,9 @@
 """`switchboard`: one command, a subcommand per service and tool.
 
-    switchboard ingress | brain | egress     run one service instance (HTTP on its port)
-    switchboard topics create                create every topic of the deployment
-    switchboard schemas export | check       write / verify shared/schemas/v1.json
-    switchboard fake openai                  run the fake OpenAI-compatible model server
+switchboard ingress | brain | egress     run one service instance (HTTP on its port)
+switchboard topics create                create every topic of the deployment
+switchboard schemas export | check       write / verify shared/schemas/v1.json
+switchboard fake openai                  run the fake OpenAI-compatible model server
 """
 
 from __future__ import annotations
@@ -25,8 +25,14 @@ def _serve(build: Callable[[], tuple[Any, BaseServiceSettings]], args: argparse.
     host = args.host or settings.host  # type: ignore[attr-defined]
     port = args.port or settings.port  # type: ignore[attr-defined]
     uvicorn.run(
-        app, host=host, port=port, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=5, ws_ping_interval=20, ws_ping_timeout=20,
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
     )
     return 0
 
@@ -98,8 +104,11 @@ def _fake(args: argparse.Namespace, rest: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="switchboard",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("ingress", "brain", "egress"):
         service = sub.add_parser(name, help=f"run the {name} service")

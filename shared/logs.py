@@ -40,7 +40,9 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
+    )
     # Libraries are chatty at INFO (every rebalance, every request line); keep them at WARNING.
     for noisy in ("aiokafka", "faststream", "uvicorn.access", "httpx", "openai"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

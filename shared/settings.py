@@ -27,7 +27,8 @@ def plain_env(name: str) -> AliasChoices:
 class BaseServiceSettings(BaseSettings):
     """Infrastructure settings common to all services."""
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # Compose files and shells pass unset variables as "": treat empty as absent everywhere.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     environment: Literal["development", "production"] = Field(
         default="development",

@@ -11,7 +11,7 @@ fetch() {
   command -v java >/dev/null || die "Java 17+ is needed to run Kafka"
   say "fetching Kafka jars from Maven Central into $KAFKA_LIBS"
   mkdir -p "$KAFKA_LIBS"
-  mvn -B -q -f "$REPO_ROOT/deploy/local/kafka/pom.xml" \
+  mvn -B -q -Dstyle.color=never -f "$REPO_ROOT/deploy/local/kafka/pom.xml" \
     org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS"
 }

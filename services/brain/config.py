@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings, plain_env
@@ -22,7 +22,7 @@ class BrainSettings(BaseServiceSettings):
     port: int = Field(default=8001, description="Port of the health/metrics server.")
     engine: Literal["auto", "openai", "offline"] = Field(
         default="auto",
-        description="`auto`: the OpenAI-compatible server when OPENAI_API_KEY is set, else offline.",
+        description="`auto`: the model server when OPENAI_API_KEY is set, else offline.",
     )
     openai_api_key: SecretStr | None = Field(
         default=None,
@@ -63,9 +63,3 @@ class BrainSettings(BaseServiceSettings):
     max_attempts: int = Field(
         default=5, ge=1, description="Attempts at a failing event before it is dead-lettered."
     )
-
-    @field_validator("openai_api_key", "openai_base_url", mode="before")
-    @classmethod
-    def _empty_means_unset(cls, value: object) -> object:
-        # Compose files and shells pass unset variables as "": treat them as absent.
-        return None if value == "" else value

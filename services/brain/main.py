@@ -42,8 +42,11 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
             reply.model_dump_json().encode(),
             topics.replies(reply.channel),
             key=reply.conversation_id.encode(),
-            headers={"content-type": "application/json", "sb-event": "Reply",
-                     **to_headers(reply.trace)},
+            headers={
+                "content-type": "application/json",
+                "sb-event": "Reply",
+                **to_headers(reply.trace),
+            },
         )
 
     processor = TurnProcessor(
@@ -51,7 +54,9 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
         memory=ConversationMemory(
             redis,
             settings.redis_prefix,
-            MemoryLimits(settings.memory_max_turns, settings.memory_ttl_s, settings.processed_ttl_s),
+            MemoryLimits(
+                settings.memory_max_turns, settings.memory_ttl_s, settings.processed_ttl_s
+            ),
         ),
         publish=publish_reply,
         ops=ops,

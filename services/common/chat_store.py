@@ -39,6 +39,15 @@ redis.call('DEL', KEYS[1])
 return all
 """
 
+# Refresh a lease unless another instance took the session over (a newer socket elsewhere).
+_REFRESH_HOLDER = """
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  return redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return 0
+"""
+
 _RELEASE_HOLDER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -90,6 +99,7 @@ class ChatStore:
         self.holder_ttl_s = holder_ttl_s
         self._put = redis.register_script(_PUT_REPLY)
         self._take_all = redis.register_script(_TAKE_ALL)
+        self._refresh = redis.register_script(_REFRESH_HOLDER)
         self._release = redis.register_script(_RELEASE_HOLDER)
 
     def _key(self, *parts: str) -> str:
@@ -124,13 +134,11 @@ class ChatStore:
         await self._redis.set(self._key("holder", session_id), instance_id, ex=self.holder_ttl_s)
 
     async def refresh_holders(self, session_ids: list[str], instance_id: str) -> None:
-        """Heartbeat: keep this instance's leases alive."""
-        if not session_ids:
-            return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for session_id in session_ids:
-                pipe.set(self._key("holder", session_id), instance_id, ex=self.holder_ttl_s)
-            await pipe.execute()
+        """Heartbeat: keep this instance's leases alive, never taking one back."""
+        for session_id in session_ids:
+            await self._refresh(
+                keys=[self._key("holder", session_id)], args=[instance_id, self.holder_ttl_s]
+            )
 
     async def release_holder(self, session_id: str, instance_id: str) -> None:
         """Drop the lease if it is still ours (another instance may hold it now)."""

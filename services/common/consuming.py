@@ -48,9 +48,11 @@ def parse_event(record: ConsumerRecord, model: type[EventT]) -> EventT:
     try:
         return model.model_validate_json(record.value or b"")
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(part) for part in first.get("loc", ()))
-        raise PoisonEvent("invalid_event", f"{model.__name__}: {where} {first.get('type', '')}")
+        errors = exc.errors()
+        where = ".".join(str(part) for part in errors[0]["loc"]) if errors else ""
+        kind = errors[0]["type"] if errors else "invalid"
+        detail = f"{model.__name__}: {where} {kind}"
+        raise PoisonEvent("invalid_event", detail) from None
 
 
 def _backoff_s(attempt: int, cap_s: float = 5.0) -> float:

@@ -26,7 +26,8 @@ def health_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
         status = dict(zip(checks, results, strict=True))
         ready = all(results)
         return JSONResponse(
-            {"ready": ready, "service": service, "checks": status}, status_code=200 if ready else 503
+            {"ready": ready, "service": service, "checks": status},
+            status_code=200 if ready else 503,
         )
 
     @router.get("/metrics", include_in_schema=False)

@@ -41,7 +41,8 @@ class InboxWriter:
         """Append one entry of `kind`; bounded length and idle expiry keep dead inboxes small."""
         key = inbox_key(self._prefix, instance_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(key, {"kind": kind, **fields}, maxlen=INBOX_MAXLEN, approximate=True)
+            entry = {"kind": kind, **fields}
+            pipe.xadd(key, entry, maxlen=INBOX_MAXLEN, approximate=True)  # type: ignore[arg-type]  # redis-py's invariant dict type
             pipe.expire(key, INBOX_TTL_S)
             await pipe.execute()
 
@@ -68,7 +69,10 @@ class InboxReader:
                 log.warning("inbox.read.failed", error=type(exc).__name__)
                 await asyncio.sleep(1.0)
                 continue
-            for _stream, entries in batches or ():
+            # [[stream, [(entry id, {field: value}), ...]]], str with decode_responses
+            batch: list[tuple[str, list[tuple[str, dict[str, str]]]]]
+            batch = batches or []  # type: ignore[assignment]  # redis-py's return type is a union
+            for _stream, entries in batch:
                 for entry_id, fields in entries:
                     last_id = entry_id
                     await self._dispatch(fields)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -40,13 +41,14 @@ async def ensure_topics(
         missing = [name for name in topics if name not in existing]
         if not missing:
             return []
-        try:
+        # Another instance may create one between our list and create: that is fine.
+        with contextlib.suppress(TopicAlreadyExistsError):
             await admin.create_topics(
-                [NewTopic(name, num_partitions=partitions, replication_factor=replication)
-                 for name in missing]
+                [
+                    NewTopic(name, num_partitions=partitions, replication_factor=replication)
+                    for name in missing
+                ]
             )
-        except TopicAlreadyExistsError:
-            pass  # another instance created it between our list and create
         log.info("kafka.topics.created", topics=missing, partitions=partitions)
         return missing
     finally:

@@ -36,9 +36,15 @@ async def test_round_trip_with_shared_memory_and_ops_events(stack: Stack) -> Non
 
     # Every stage reported the turn on the ops topic.
     topics = Topics(stack.env["SWITCHBOARD_TOPIC_NAMESPACE"])
-    wanted = {("ingress", "received"), ("ingress", "published"), ("brain", "llm_start"),
-              ("brain", "llm_end"), ("brain", "reply_emitted"), ("egress", "queued"),
-              ("ingress", "delivered")}
+    wanted = {
+        ("ingress", "received"),
+        ("ingress", "published"),
+        ("brain", "llm_start"),
+        ("brain", "llm_end"),
+        ("brain", "reply_emitted"),
+        ("egress", "queued"),
+        ("ingress", "delivered"),
+    }
 
     def seen(events: list[dict]) -> set[tuple[str, str]]:
         return {(e.get("stage"), e.get("step")) for e in events if e["type"] == "lifecycle"}
@@ -130,7 +136,9 @@ async def test_poison_event_is_dead_lettered_and_does_not_block(stack: Stack) ->
     await producer.start()
     try:
         for partition in range(3):  # one poison record in front of every partition
-            await producer.send_and_wait(topics.inbound, b'{"not": "an event"}', partition=partition)
+            await producer.send_and_wait(
+                topics.inbound, b'{"not": "an event"}', partition=partition
+            )
     finally:
         await producer.stop()
     session = await new_session(stack.ingress_url)

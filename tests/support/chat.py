@@ -40,7 +40,9 @@ class ChatClient:
     async def send(self, message_id: str, text: str) -> None:
         await self.send_raw(json.dumps({"type": "message", "id": message_id, "text": text}))
 
-    async def next_frame(self, frame_type: str, timeout_s: float = 30.0, **match: Any) -> dict[str, Any]:
+    async def next_frame(
+        self, frame_type: str, timeout_s: float = 30.0, **match: Any
+    ) -> dict[str, Any]:
         """The next frame of `frame_type` whose fields equal `match` (earlier ones are kept)."""
         for frame in self.frames:
             if frame["type"] == frame_type and all(frame.get(k) == v for k, v in match.items()):

@@ -42,7 +42,9 @@ async def read_topic(
         await consumer.stop()
 
 
-async def eventually(check: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.1) -> Any:
+async def eventually(
+    check: Callable[[], Any], timeout_s: float = 20.0, interval_s: float = 0.1
+) -> Any:
     """Poll an async-or-sync check until it returns a truthy value; return it (or the last)."""
     deadline = time.monotonic() + timeout_s
     result = None

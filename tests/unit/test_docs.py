@@ -21,7 +21,9 @@ def env_names() -> set[str]:
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
             alias = field.validation_alias
-            names.add(alias.choices[0] if isinstance(alias, AliasChoices) else (prefix + name).upper())
+            names.add(
+                alias.choices[0] if isinstance(alias, AliasChoices) else (prefix + name).upper()
+            )
     return names
 
 

@@ -72,3 +72,15 @@ def test_empty_model_key_means_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     assert build_engine(settings).name == "offline"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert build_engine(BrainSettings()).name == "openai"
+
+
+def test_empty_variables_fall_back_to_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.brain.config import BrainSettings
+
+    monkeypatch.setenv("OPENAI_MODEL", "")
+    monkeypatch.setenv("INGRESS_CHAT_TOKEN_SECRET", "")
+    monkeypatch.setenv("INGRESS_PORT", "")
+    assert BrainSettings().openai_model == "gpt-4o-mini"
+    ingress = IngressSettings()
+    assert ingress.port == 8000
+    assert len(ingress.chat_token_secret.get_secret_value()) >= 32

@@ -42,7 +42,10 @@ class OpenAIEngine:
             {"role": "system", "content": system_prompt(request.channel, request.summary)}
         ]
         for turn in request.history:
-            messages.append({"role": turn.role, "content": turn.text})
+            if turn.role == "user":
+                messages.append({"role": "user", "content": turn.text})
+            else:
+                messages.append({"role": "assistant", "content": turn.text})
         messages.append({"role": "user", "content": request.user_text})
         try:
             completion = await asyncio.wait_for(

@@ -61,9 +61,7 @@ class WebChatChannel:
     def router(self) -> APIRouter:
         """HTTP and WebSocket routes of the channel."""
         router = APIRouter(prefix="/v1/chat", tags=["chat"])
-        router.add_api_route(
-            "/sessions", self.create_session, methods=["POST"], status_code=201
-        )
+        router.add_api_route("/sessions", self.create_session, methods=["POST"], status_code=201)
         router.add_api_websocket_route("/ws", self.websocket)
         return router
 
@@ -140,7 +138,9 @@ class WebChatChannel:
         except PublishFailed:
             # No ack: the page keeps the message in its outbox and resends the same id.
             await connection.send(
-                frames.error_frame("unavailable", "could not accept the message, retrying", frame.id)
+                frames.error_frame(
+                    "unavailable", "could not accept the message, retrying", frame.id
+                )
             )
             return
         await connection.send(frames.ack_frame(frame.id))

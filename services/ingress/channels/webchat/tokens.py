@@ -51,13 +51,13 @@ class TokenSigner:
         """The token's claims, or None if it is malformed, forged or expired."""
         if not token or len(token) > 512:
             return None
-        version, _, rest = token.partition(".")
+        version = token.partition(".")[0]
         payload, _, signature = token.rpartition(".")
         if version != "v1" or not signature:
             return None
         if not hmac.compare_digest(self._sign(payload), signature):
             return None
-        _, session_id, expiry = (payload.split(".") + ["", ""])[:3]
+        _, session_id, expiry = [*payload.split("."), "", ""][:3]
         if not _SESSION_ID.match(session_id) or not expiry.isdigit():
             return None
         if int(expiry) <= (time.time() if now is None else now):
