@@ -82,11 +82,13 @@ status() {
 }
 
 run() {
-  trap 'echo; say "stopping"; down; exit 0' INT TERM
+  local tail_pid=""
+  trap 'echo; say "stopping"; [ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null; down; exit 0' INT TERM
   up
   say "following logs; press Ctrl-C to stop everything"
   tail -n 0 -F "$RUN_DIR/ingress.log" "$RUN_DIR/brain.log" "$RUN_DIR/egress.log" &
-  wait $!
+  tail_pid=$!
+  wait "$tail_pid"
 }
 
 case "${1:-}" in
