@@ -186,3 +186,24 @@ async def _status(url: str) -> int | None:
             return (await client.get(f"{url}/readyz", timeout=3)).status_code
     except httpx.HTTPError:
         return None
+
+
+async def test_replies_reach_the_ingress_instance_holding_the_socket(stack: Stack) -> None:
+    from tests.support.processes import ServiceProcess
+
+    other = ServiceProcess("ingress", stack.env, stack.log_dir).start()
+    try:
+        # Session made on A; sockets on B then A: each reply goes to the current holder.
+        session = await new_session(stack.ingress_url)
+        async with ChatClient(other.url, session["token"]) as on_b:
+            reply = await on_b.ask("m1", "via instance B")
+        assert reply["text"] == "You said: via instance B"
+        stack.model.configure(latency_ms=1500)
+        async with ChatClient(other.url, session["token"]) as on_b:
+            await on_b.send("m2", "sent on B, answered on A")
+            await on_b.next_frame("ack", id="m2")
+        async with ChatClient(stack.ingress_url, session["token"]) as on_a:
+            late = await on_a.next_frame("reply", timeout_s=20.0, in_reply_to="m2")
+        assert late["text"] == "You said: sent on B, answered on A"
+    finally:
+        other.stop()
