@@ -16,7 +16,7 @@ from services.brain.memory import ConversationMemory, MemoryLimits
 from services.brain.turns import TurnProcessor
 from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
-from services.common.http import health_router
+from services.common.http import health_router, infrastructure_checks
 from services.common.kafka import ensure_topics, make_broker
 from services.common.ops import OpsEmitter
 from services.common.redis import make_redis
@@ -79,14 +79,8 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
             await redis.aclose()
             log.info("brain.stopped", instance_id=settings.instance_id)
 
-    async def kafka_ready() -> bool:
-        return bool(await broker.ping(timeout=2.0))
-
-    async def redis_ready() -> bool:
-        return bool(await redis.ping())
-
     app = FastAPI(title="Switchboard brain", lifespan=lifespan)
-    app.include_router(health_router("brain", {"kafka": kafka_ready, "redis": redis_ready}))
+    app.include_router(health_router("brain", infrastructure_checks(broker, redis)))
     return app
 
 

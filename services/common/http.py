@@ -7,7 +7,9 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
+from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio import Redis
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
@@ -42,3 +44,15 @@ async def _safe(check: ReadinessCheck, timeout_s: float = 2.0) -> bool:
         return await asyncio.wait_for(check(), timeout_s)
     except Exception:
         return False
+
+
+def infrastructure_checks(broker: KafkaBroker, redis: Redis) -> dict[str, ReadinessCheck]:
+    """The readiness checks every service has: Kafka and Redis answer."""
+
+    async def kafka() -> bool:
+        return bool(await broker.ping(timeout=2.0))
+
+    async def redis_ping() -> bool:
+        return bool(await redis.ping())
+
+    return {"kafka": kafka, "redis": redis_ping}

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from services.common.chat_store import ChatStore
 from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
-from services.common.http import health_router
+from services.common.http import health_router, infrastructure_checks
 from services.common.inbox import InboxWriter
 from services.common.kafka import ensure_topics, make_broker
 from services.common.ops import OpsEmitter
@@ -61,14 +61,8 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
             await redis.aclose()
             log.info("egress.stopped", instance_id=settings.instance_id)
 
-    async def kafka_ready() -> bool:
-        return bool(await broker.ping(timeout=2.0))
-
-    async def redis_ready() -> bool:
-        return bool(await redis.ping())
-
     app = FastAPI(title="Switchboard egress", lifespan=lifespan)
-    app.include_router(health_router("egress", {"kafka": kafka_ready, "redis": redis_ready}))
+    app.include_router(health_router("egress", infrastructure_checks(broker, redis)))
     return app
 
 

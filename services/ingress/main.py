@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.common.chat_store import ChatStore
-from services.common.http import health_router
+from services.common.http import health_router, infrastructure_checks
 from services.common.inbox import InboxReader
 from services.common.kafka import ensure_topics, make_broker
 from services.common.ops import OpsEmitter
@@ -73,16 +73,10 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
             await redis.aclose()
             log.info("ingress.stopped", instance_id=settings.instance_id)
 
-    async def kafka_ready() -> bool:
-        return bool(await broker.ping(timeout=2.0))
-
-    async def redis_ready() -> bool:
-        return bool(await redis.ping())
-
     app = FastAPI(title="Switchboard ingress", lifespan=lifespan)
     app.state.settings = settings
     app.state.chat = chat
-    app.include_router(health_router("ingress", {"kafka": kafka_ready, "redis": redis_ready}))
+    app.include_router(health_router("ingress", infrastructure_checks(broker, redis)))
     app.include_router(chat.router())
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
