@@ -26,9 +26,22 @@ def strip_markdown(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+MAX_REPLY_CHARS = 4000
+"""Longest answer on any channel; a model that rambles past it is cut at a word boundary."""
+
+
+def cap_length(text: str, limit: int = MAX_REPLY_CHARS) -> str:
+    """`text` cut to at most `limit` characters, at a word boundary, with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    boundary = cut.rfind(" ")
+    return (cut[:boundary] if boundary > limit // 2 else cut).rstrip() + "…"
+
+
 def shape(channel: Channel, text: str) -> str:
     """The answer as it should be delivered on `channel`."""
     text = text.strip()
-    if channel is Channel.CHAT:
-        return text
-    return strip_markdown(text)
+    if channel is not Channel.CHAT:
+        text = strip_markdown(text)
+    return cap_length(text)

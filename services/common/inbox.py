@@ -60,23 +60,31 @@ class InboxReader:
         self._handlers[kind] = handler
 
     async def run(self, block_ms: int = 5_000) -> None:
-        """Read until cancelled. Entries are deleted once handled."""
+        """Read until cancelled. Entries are deleted once handled.
+
+        Give the reader a client made with `make_redis(url, socket_timeout=None)`: the read is
+        bounded here, a little beyond the server-side block time.
+        """
         last_id = "0-0"
         while True:
             try:
-                batches = await self._redis.xread({self._key: last_id}, count=100, block=block_ms)
-            except RedisError as exc:
+                async with asyncio.timeout(block_ms / 1000 + 5):
+                    batches = await self._redis.xread(
+                        {self._key: last_id}, count=100, block=block_ms
+                    )
+                # [[stream, [(entry id, {field: value}), ...]]], str with decode_responses
+                batch: list[tuple[str, list[tuple[str, dict[str, str]]]]]
+                batch = batches or []  # type: ignore[assignment]  # redis-py returns a union
+                for _stream, entries in batch:
+                    for entry_id, fields in entries:
+                        last_id = entry_id
+                        await self._dispatch(fields)
+                        await self._redis.xdel(self._key, entry_id)
+            except (RedisError, TimeoutError) as exc:
+                # Redis is away: keep the loop alive and try again. An entry handled but not
+                # deleted is handled again later, which the handlers tolerate (doorbells).
                 log.warning("inbox.read.failed", error=type(exc).__name__)
                 await asyncio.sleep(1.0)
-                continue
-            # [[stream, [(entry id, {field: value}), ...]]], str with decode_responses
-            batch: list[tuple[str, list[tuple[str, dict[str, str]]]]]
-            batch = batches or []  # type: ignore[assignment]  # redis-py's return type is a union
-            for _stream, entries in batch:
-                for entry_id, fields in entries:
-                    last_id = entry_id
-                    await self._dispatch(fields)
-                    await self._redis.xdel(self._key, entry_id)
 
     async def _dispatch(self, fields: dict[str, str]) -> None:
         handler = self._handlers.get(fields.get("kind", ""))

@@ -48,7 +48,8 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
         instance_id=settings.instance_id,
         max_text=settings.chat_max_text,
     )
-    inbox = InboxReader(redis, settings.redis_prefix, settings.instance_id)
+    inbox_redis = make_redis(settings.redis_url, socket_timeout=None)
+    inbox = InboxReader(inbox_redis, settings.redis_prefix, settings.instance_id)
     inbox.on("chat", chat.on_inbox_entry)
 
     @contextlib.asynccontextmanager
@@ -71,6 +72,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
             await redis.aclose()
+            await inbox_redis.aclose()
             log.info("ingress.stopped", instance_id=settings.instance_id)
 
     app = FastAPI(title="Switchboard ingress", lifespan=lifespan)

@@ -84,3 +84,12 @@ def test_empty_variables_fall_back_to_defaults(monkeypatch: pytest.MonkeyPatch) 
     ingress = IngressSettings()
     assert ingress.port == 8000
     assert len(ingress.chat_token_secret.get_secret_value()) >= 32
+
+
+def test_long_answers_are_capped_at_a_word_boundary() -> None:
+    from services.brain.shaping import MAX_REPLY_CHARS
+
+    shaped = shape(Channel.CHAT, "word " * 3000)
+    assert len(shaped) <= MAX_REPLY_CHARS
+    assert shaped.endswith("word…")
+    assert shape(Channel.SMS, "short") == "short"
