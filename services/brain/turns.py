@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -50,11 +51,7 @@ class TurnProcessor:
 
     async def handle(self, message: InboundMessage) -> Reply | None:
         """Process one inbound message; returns the reply published, if any."""
-        ids = {
-            "channel": message.channel,
-            "conversation_id": message.conversation_id,
-            "message_id": message.provider_message_id,
-        }
+        ids = _ids(message)
         if message.kind is not MessageKind.TEXT or not message.text.strip():
             # Partial transcripts and call control get behaviour with the voice channel.
             TURNS.labels(message.channel.value, "ignored").inc()
@@ -88,11 +85,7 @@ class TurnProcessor:
         return reply
 
     async def _generate(self, message: InboundMessage) -> str:
-        ids = {
-            "channel": message.channel,
-            "conversation_id": message.conversation_id,
-            "message_id": message.provider_message_id,
-        }
+        ids = _ids(message)
         request = EngineRequest(
             conversation_id=message.conversation_id,
             channel=message.channel.value,
@@ -114,3 +107,12 @@ class TurnProcessor:
         MODEL_SECONDS.labels(self._engine.name).observe(elapsed)
         await self._ops.emit(Lifecycle.LLM_END, duration_ms=elapsed * 1000, **ids)
         return shape(message.channel, text)
+
+
+def _ids(message: InboundMessage) -> dict[str, Any]:
+    """The identifying fields of ops events about `message`."""
+    return {
+        "channel": message.channel,
+        "conversation_id": message.conversation_id,
+        "message_id": message.provider_message_id,
+    }

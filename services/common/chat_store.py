@@ -135,10 +135,16 @@ class ChatStore:
 
     async def refresh_holders(self, session_ids: list[str], instance_id: str) -> None:
         """Heartbeat: keep this instance's leases alive, never taking one back."""
-        for session_id in session_ids:
-            await self._refresh(
-                keys=[self._key("holder", session_id)], args=[instance_id, self.holder_ttl_s]
-            )
+        if not session_ids:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                await self._refresh(
+                    keys=[self._key("holder", session_id)],
+                    args=[instance_id, self.holder_ttl_s],
+                    client=pipe,
+                )
+            await pipe.execute()
 
     async def release_holder(self, session_id: str, instance_id: str) -> None:
         """Drop the lease if it is still ours (another instance may hold it now)."""
