@@ -10,10 +10,11 @@ import httpx
 import pytest
 import websockets
 
+from shared.contracts import Channel
 from shared.topics import Topics
 from tests.e2e.conftest import Stack
 from tests.support.chat import ChatClient, new_session
-from tests.support.kafka import eventually, read_topic
+from tests.support.kafka import eventually, read_headers, read_topic
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
 
@@ -55,6 +56,15 @@ async def test_round_trip_with_shared_memory_and_ops_events(stack: Stack) -> Non
     assert wanted <= seen(events)
     assert any(e["type"] == "receipt" and e["status"] == "delivered" for e in events)
     assert all("Ana" not in json.dumps(e) for e in events), "ops events must carry no text"
+
+    # W3C trace context travels in Kafka headers: the reply continues the inbound trace.
+    bootstrap = stack.env["KAFKA_BOOTSTRAP_SERVERS"]
+    inbound_headers = await read_headers(bootstrap, topics.inbound, 2)
+    reply_headers = await read_headers(bootstrap, topics.replies(Channel.CHAT), 2)
+    inbound_traces = {h["traceparent"].split("-")[1] for h in inbound_headers}
+    reply_traces = {h["traceparent"].split("-")[1] for h in reply_headers}
+    assert len(inbound_traces) == 2
+    assert reply_traces == inbound_traces
 
 
 async def test_message_sent_while_brain_is_down_is_answered_after_restart(stack: Stack) -> None:

@@ -56,3 +56,26 @@ async def eventually(
             return result
         await asyncio.sleep(interval_s)
     return result
+
+
+async def read_headers(
+    bootstrap: str, topic: str, count: int, timeout_s: float = 30.0
+) -> list[dict[str, str]]:
+    """Headers of the first `count` records of `topic` (fewer if the timeout passes)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-headers-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    headers: list[dict[str, str]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline and len(headers) < count:
+            for records in (await consumer.getmany(timeout_ms=300)).values():
+                headers.extend({k: v.decode() for k, v in r.headers} for r in records)
+        return headers[:count]
+    finally:
+        await consumer.stop()
