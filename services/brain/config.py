@@ -39,7 +39,13 @@ class BrainSettings(BaseServiceSettings):
     )
     model_timeout_s: float = Field(default=20.0, gt=0, description="Per model request.")
     model_max_retries: int = Field(
-        default=2, ge=0, description="Retries on 429/5xx/timeouts, jittered backoff (SDK)."
+        default=3, ge=0, description="Retries on 429/5xx/timeouts, inside the turn budget."
+    )
+    model_backoff_base_s: float = Field(
+        default=0.25, gt=0, description="First retry waits up to this (full jitter, doubling)."
+    )
+    model_backoff_cap_s: float = Field(
+        default=4.0, gt=0, description="Longest single wait between model retries."
     )
     turn_budget_s: float = Field(
         default=30.0, gt=0, description="Whole-turn limit for the model, retries included."
@@ -59,6 +65,34 @@ class BrainSettings(BaseServiceSettings):
     )
     processed_ttl_s: int = Field(
         default=7 * 24 * 3600, ge=60, description="How long a handled message id is remembered."
+    )
+    summary_max_chars: int = Field(
+        default=1500, ge=100, description="Longest running summary of older turns."
+    )
+    max_in_flight: int = Field(
+        default=1000,
+        ge=1,
+        description="Turns one worker runs at once (across conversations and partitions).",
+    )
+    lock_ttl_ms: int = Field(
+        default=10_000,
+        ge=500,
+        description="Conversation lock lease; renewed while a turn runs, expires if the worker"
+        " dies.",
+    )
+    drain_timeout_s: float = Field(
+        default=5.0, ge=0, description="On partition revocation, wait this long for turns."
+    )
+    sms_collect_window_ms: int = Field(
+        default=2000,
+        ge=0,
+        description="SMS double texting: texts this close together are answered as one turn.",
+    )
+    sms_segment_budget: int = Field(
+        default=3, ge=1, description="Most SMS segments one answer may use."
+    )
+    voice_max_chars: int = Field(
+        default=300, ge=40, description="Longest spoken answer, cut at a sentence boundary."
     )
     max_attempts: int = Field(
         default=5, ge=1, description="Attempts at a failing event before it is dead-lettered."

@@ -11,7 +11,7 @@ from shared.contracts.ops import (
     OpsEvent,
     Stage,
 )
-from shared.contracts.reply import Reply, reply_id_for
+from shared.contracts.reply import Reply, ReplyKind, reply_id_for
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -26,6 +26,7 @@ __all__ = [
     "MessageKind",
     "OpsEvent",
     "Reply",
+    "ReplyKind",
     "ReplyMode",
     "ReplyModeKind",
     "Stage",

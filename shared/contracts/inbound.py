@@ -20,6 +20,8 @@ class MessageKind(StrEnum):
     CALL_STARTED = "call_started"
     CALL_ENDED = "call_ended"
     DTMF = "dtmf"
+    IDENTITY_LINKED = "identity_linked"
+    """A chat session was verified as this phone's owner: `merge_from`'s memory joins in."""
 
 
 class ReplyModeKind(StrEnum):
@@ -80,6 +82,11 @@ class InboundMessage(Event):
     kind: MessageKind = MessageKind.TEXT
     text: str = Field(default="", max_length=8000)
     reply: ReplyMode = Field(default_factory=ReplyMode)
+    merge_from: str | None = Field(
+        default=None,
+        max_length=128,
+        description="identity_linked only: the conversation whose memory joins this one.",
+    )
     trace: TraceContext | None = None
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from enum import StrEnum
 
 from pydantic import Field
 
@@ -23,6 +24,15 @@ def reply_id_for(inbound: InboundMessage, part: int = 0) -> str:
     return uuid.uuid5(_REPLY_NAMESPACE, name).hex
 
 
+class ReplyKind(StrEnum):
+    """What a reply asks egress to do."""
+
+    MESSAGE = "message"
+    """Deliver `text` to the customer."""
+    STOP = "stop"
+    """Voice barge-in: stop speaking the earlier answer of this conversation now."""
+
+
 class Reply(Event):
     """An answer, already shaped for its channel, on its way to egress."""
 
@@ -31,7 +41,20 @@ class Reply(Event):
     conversation_id: str
     channel: Channel
     address: str = Field(description="Where to deliver: E.164 number, chat session id, call id.")
-    text: str = Field(max_length=8000, description="Shaped for the channel by the brain.")
+    kind: ReplyKind = ReplyKind.MESSAGE
+    text: str = Field(
+        default="", max_length=8000, description="Shaped for the channel by the brain."
+    )
+    fence: int | None = Field(
+        default=None,
+        description="Fencing token of the conversation lock the brain held when it emitted"
+        " this reply. Egress may refuse a reply older than one it already delivered.",
+    )
+    covers: list[str] = Field(
+        default_factory=list,
+        description="All `provider_message_id`s answered by this one reply (SMS collects"
+        " several texts into one turn); empty means just `in_reply_to`.",
+    )
     reply: ReplyMode = Field(
         default_factory=ReplyMode, description="Copied from the inbound message: sync routing."
     )
