@@ -1,4 +1,4 @@
-"""Brain composition root: a consumer group on the inbound topic, plus health endpoints."""
+"""Brain composition root: the key-ordered consumer of the inbound topic, health endpoints."""
 
 from __future__ import annotations
 
@@ -6,21 +6,22 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
 
 from services.brain.config import BrainSettings
+from services.brain.consumer import KeyOrderedConsumer
+from services.brain.double_texting import DoubleTextingPolicy
 from services.brain.engines import Engine, build_engine
+from services.brain.locks import ConversationLocks
 from services.brain.memory import ConversationMemory, MemoryLimits
+from services.brain.shaping import ShapingRules
 from services.brain.turns import TurnProcessor
-from services.common.consuming import parse_event, process_reliably
+from services.brain.worker import TurnRunner, parse_work
 from services.common.deadletter import DeadLetterPublisher
 from services.common.http import health_router, infrastructure_checks
 from services.common.kafka import ensure_topics, make_broker
 from services.common.ops import OpsEmitter
 from services.common.redis import make_redis
-from shared.contracts import InboundMessage, Reply, Stage
+from shared.contracts import Reply, Stage
 from shared.logs import get_logger
 from shared.tracing import to_headers
 
@@ -33,6 +34,8 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
     topics = settings.topics
     broker = make_broker(settings.kafka_bootstrap_servers, f"brain-{settings.instance_id}")
     redis = make_redis(settings.redis_url)
+    # Lock waits block on BLPOP; a client without socket_timeout (see make_redis) for them.
+    blocking_redis = make_redis(settings.redis_url, socket_timeout=None)
     ops = OpsEmitter(broker, topics.ops, Stage.BRAIN, settings.instance_id)
     dead_letters = DeadLetterPublisher(broker, topics.dlq_inbound, Stage.BRAIN, ops)
     engine = engine or build_engine(settings)
@@ -49,20 +52,36 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
             },
         )
 
+    memory = ConversationMemory(
+        redis,
+        settings.redis_prefix,
+        MemoryLimits(settings.memory_max_turns, settings.memory_ttl_s, settings.processed_ttl_s),
+    )
+    locks = ConversationLocks(redis, blocking_redis, settings.redis_prefix, settings.lock_ttl_ms)
     processor = TurnProcessor(
         engine=engine,
-        memory=ConversationMemory(
-            redis,
-            settings.redis_prefix,
-            MemoryLimits(
-                settings.memory_max_turns, settings.memory_ttl_s, settings.processed_ttl_s
-            ),
-        ),
+        memory=memory,
+        locks=locks,
         publish=publish_reply,
         ops=ops,
+        rules=ShapingRules(
+            sms_segment_budget=settings.sms_segment_budget,
+            voice_max_chars=settings.voice_max_chars,
+        ),
         apology_text=settings.apology_text,
+        summary_max_chars=settings.summary_max_chars,
     )
-    register_inbound_consumer(broker, settings, processor, dead_letters)
+    consumer = KeyOrderedConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic=topics.inbound,
+        group_id=settings.group_id("brain"),
+        client_id=f"brain-{settings.instance_id}",
+        parse=parse_work,
+        handle=TurnRunner(processor, dead_letters, settings.max_attempts),
+        policy=DoubleTextingPolicy(sms_collect_window_s=settings.sms_collect_window_ms / 1000),
+        max_in_flight=settings.max_in_flight,
+        drain_timeout_s=settings.drain_timeout_s,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -70,40 +89,18 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
             settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
         )
         await broker.start()
+        await consumer.start()
         log.info("brain.started", instance_id=settings.instance_id, engine=engine.name)
         try:
             yield
         finally:
+            await consumer.stop()
             await broker.stop()
             await engine.aclose()
             await redis.aclose()
+            await blocking_redis.aclose()
             log.info("brain.stopped", instance_id=settings.instance_id)
 
     app = FastAPI(title="Switchboard brain", lifespan=lifespan)
     app.include_router(health_router("brain", infrastructure_checks(broker, redis)))
     return app
-
-
-def register_inbound_consumer(
-    broker: KafkaBroker,
-    settings: BrainSettings,
-    processor: TurnProcessor,
-    dead_letters: DeadLetterPublisher,
-) -> None:
-    """Subscribe the processor to the inbound topic: at-least-once, commit after the reply."""
-    subscriber = broker.subscriber(
-        settings.topics.inbound,
-        group_id=settings.group_id("brain"),
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset="earliest",
-    )
-
-    @subscriber
-    async def on_inbound(message: KafkaMessage) -> None:
-        record = message.raw_message
-
-        async def work() -> None:
-            await processor.handle(parse_event(record, InboundMessage))
-
-        await process_reliably(record, work, dead_letters, settings.max_attempts)
-        await message.ack()

@@ -1,30 +1,83 @@
 """Conversation memory in Redis: one per conversation, shared by every channel.
 
-A turn is written atomically with the record that its inbound message was handled, so a
-redelivered message finds its answer instead of being answered again, and memory never holds
-a turn twice. Memory is bounded (last `max_turns` entries) and expires after idle time.
+Layout per conversation (all expire after `ttl_s` of idleness):
+- `turns`: the most recent entries (user and assistant), oldest first, each tagged with its
+  channel; at most `max_turns`.
+- `overflow`: entries pushed out of `turns` and not yet folded into the summary. The engine
+  still sees them, so nothing is forgotten while the summary catches up.
+- `summary`: the running summary of everything older.
+And per handled inbound message, a durable "processed" record holding the turn's outcome
+(the replies sent), so a redelivered message republishes its answer instead of being
+answered again.
+
+Every write checks the conversation lock's fencing token inside its Lua script (see
+`services.brain.locks`): a worker that lost its lock cannot write, and the same script that
+records the turn releases the lock when no summary work is due, saving a round trip.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from services.brain.engines.base import EngineTurn
+from services.brain.locks import RELEASE_SCRIPT, Lease
 
-# KEYS: turns list, processed marker. ARGV: user json, assistant json, max turns, memory ttl,
-# answer text, processed ttl. Returns the stored answer (the earlier one on a repeat).
-_RECORD_TURN = """
-local earlier = redis.call('GET', KEYS[2])
-if earlier then return earlier end
-redis.call('RPUSH', KEYS[1], ARGV[1], ARGV[2])
-redis.call('LTRIM', KEYS[1], -tonumber(ARGV[3]), -1)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[6])
-return ARGV[5]
+# KEYS: lock, wake, turns, overflow, summary, processed keys...
+# ARGV: token, max turns, ttl s, processed ttl s, summarize after, overflow cap, outcome,
+#       then the entries (JSON) to append.
+# Returns {'fenced'} or {'ok', released (0/1)}.
+_COMMIT = (
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'fenced'} end
+for i = 8, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+local excess = redis.call('LLEN', KEYS[3]) - tonumber(ARGV[2])
+if excess > 0 then
+  for _, entry in ipairs(redis.call('LPOP', KEYS[3], excess)) do
+    redis.call('RPUSH', KEYS[4], entry)
+  end
+  redis.call('LTRIM', KEYS[4], -tonumber(ARGV[6]), -1)
+end
+for i = 6, #KEYS do redis.call('SET', KEYS[i], ARGV[7], 'EX', ARGV[4]) end
+for i = 3, 5 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+if redis.call('LLEN', KEYS[4]) >= tonumber(ARGV[5]) then return {'ok', 0} end
+"""
+    + "local function release()\n"
+    + RELEASE_SCRIPT
+    + "\nend\nrelease()\nreturn {'ok', 1}\n"
+)
+
+# KEYS: lock, wake, overflow, summary. ARGV: token, summary, entries folded, ttl s.
+# Stores the new summary, drops the folded overflow entries, releases. 1 or 0 (fenced).
+_FOLD_SUMMARY = (
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[4])
+redis.call('LTRIM', KEYS[3], tonumber(ARGV[3]), -1)
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+"""
+    + "local function release()\n"
+    + RELEASE_SCRIPT
+    + "\nend\nrelease()\nreturn 1\n"
+)
+
+# KEYS: lock, turns, overflow, summary, processed. ARGV: token, summary, ttl s,
+# processed ttl s, outcome, then the merged entries. Replaces the memory wholesale.
+_REPLACE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+for i = 6, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[4], ARGV[2], 'EX', ARGV[3]) end
+for i = 2, 4 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+redis.call('SET', KEYS[5], ARGV[5], 'EX', ARGV[4])
+return 1
 """
 
 
@@ -36,52 +89,229 @@ class MemoryLimits:
     ttl_s: int
     processed_ttl_s: int
 
+    @property
+    def summarize_after(self) -> int:
+        """Overflow entries that trigger folding them into the summary."""
+        return max(2, self.max_turns // 2)
+
+    @property
+    def overflow_cap(self) -> int:
+        """Hard bound on unsummarized overflow (if summarizing keeps failing)."""
+        return self.summarize_after * 4
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    """One remembered utterance. `interrupted`: the caller barged in; `text` is what was said."""
+
+    role: str
+    text: str
+    channel: str
+    at: float = field(default_factory=time.time)
+    interrupted: bool = False
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {
+            "role": self.role,
+            "text": self.text,
+            "channel": self.channel,
+            "at": self.at,
+        }
+        if self.interrupted:
+            data["interrupted"] = True
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, raw: str) -> MemoryEntry:
+        data = json.loads(raw)
+        return cls(
+            role=data["role"],
+            text=data["text"],
+            channel=data["channel"],
+            at=float(data.get("at", 0.0)),
+            interrupted=bool(data.get("interrupted", False)),
+        )
+
+    def as_engine_turn(self) -> EngineTurn:
+        text = self.text
+        if self.interrupted:
+            text = f"{text} [interrupted by the caller]".strip()
+        if self.role == "user":
+            return EngineTurn(role="user", text=text, channel=self.channel)
+        return EngineTurn(role="assistant", text=text, channel=self.channel)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A conversation's memory as read under its lock, plus the batch's processed records."""
+
+    summary: str
+    overflow: list[MemoryEntry]
+    recent: list[MemoryEntry]
+    processed: dict[str, str]
+
+    @property
+    def history(self) -> list[EngineTurn]:
+        """Everything not yet summarized, oldest first."""
+        return [entry.as_engine_turn() for entry in (*self.overflow, *self.recent)]
+
+
+class CommitStatus(StrEnum):
+    """Outcome of a fenced write."""
+
+    DONE_RELEASED = "released"
+    """Written; the lock was released in the same script."""
+    DONE_SUMMARY_DUE = "summary_due"
+    """Written; the lock is still held so the caller can fold the overflow into the summary."""
+    FENCED = "fenced"
+    """Refused: the lock no longer holds this worker's token."""
+
+
+@dataclass(frozen=True)
+class ConversationKeys:
+    """Redis keys of one conversation's memory."""
+
+    turns: str
+    overflow: str
+    summary: str
+
+    @classmethod
+    def of(cls, prefix: str, conversation_id: str) -> ConversationKeys:
+        base = f"{prefix}:memory:{conversation_id}"
+        return cls(turns=f"{base}:turns", overflow=f"{base}:overflow", summary=f"{base}:summary")
+
 
 class ConversationMemory:
-    """Reads and writes conversation turns and handled-message records."""
+    """Reads memory (queued on the lock's round trip) and writes it under a fencing token."""
 
     def __init__(self, redis: Redis, prefix: str, limits: MemoryLimits) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._limits = limits
-        self._record = redis.register_script(_RECORD_TURN)
+        self.limits = limits
+        self._commit = redis.register_script(_COMMIT)
+        self._fold = redis.register_script(_FOLD_SUMMARY)
+        self._replace = redis.register_script(_REPLACE)
 
-    def _turns_key(self, conversation_id: str) -> str:
-        return f"{self._prefix}:memory:{conversation_id}:turns"
+    def keys(self, conversation_id: str) -> ConversationKeys:
+        return ConversationKeys.of(self._prefix, conversation_id)
 
-    def _processed_key(self, dedupe_key: str) -> str:
+    def processed_key(self, dedupe_key: str) -> str:
         return f"{self._prefix}:processed:{dedupe_key}"
 
+    # -- reading ---------------------------------------------------------------------------
+
+    def queue_reads(self, pipe: Pipeline, conversation_id: str, dedupe_keys: Sequence[str]) -> None:
+        """Queue the reads `snapshot_from` parses, on a pipeline (the lock's round trip)."""
+        keys = self.keys(conversation_id)
+        pipe.get(keys.summary)
+        pipe.lrange(keys.overflow, 0, -1)
+        pipe.lrange(keys.turns, 0, -1)
+        pipe.mget([self.processed_key(key) for key in dedupe_keys])
+
+    @staticmethod
+    def snapshot_from(results: Sequence[Any], dedupe_keys: Sequence[str]) -> Snapshot:
+        """Parse the results of `queue_reads`."""
+        summary, overflow, recent, processed = results
+        return Snapshot(
+            summary=summary or "",
+            overflow=[MemoryEntry.from_json(raw) for raw in overflow],
+            recent=[MemoryEntry.from_json(raw) for raw in recent],
+            processed={
+                key: value for key, value in zip(dedupe_keys, processed, strict=True) if value
+            },
+        )
+
+    async def snapshot(self, conversation_id: str, dedupe_keys: Sequence[str] = ()) -> Snapshot:
+        """Read without the lock (tests, tools): may be mid-turn, never torn per key."""
+        pipe = self._redis.pipeline(transaction=True)
+        self.queue_reads(pipe, conversation_id, dedupe_keys)
+        return self.snapshot_from(await pipe.execute(), dedupe_keys)
+
     async def history(self, conversation_id: str) -> list[EngineTurn]:
-        """The remembered turns, oldest first."""
-        raw = await self._redis.lrange(self._turns_key(conversation_id), 0, -1)
-        turns = [json.loads(item) for item in raw]
-        return [EngineTurn(role=t["role"], text=t["text"], channel=t["channel"]) for t in turns]
+        """The remembered, not yet summarized turns, oldest first."""
+        return (await self.snapshot(conversation_id)).history
 
-    async def answer_of(self, dedupe_key: str) -> str | None:
-        """The answer already given to this inbound message, if it was handled."""
-        value = await self._redis.get(self._processed_key(dedupe_key))
-        return str(value) if value is not None else None
+    # -- writing (fenced) ------------------------------------------------------------------
 
-    async def record_turn(
-        self, conversation_id: str, dedupe_key: str, channel: str, user_text: str, answer: str
-    ) -> str:
-        """Append user + assistant turns unless this message was already recorded.
+    async def commit(
+        self,
+        lease: Lease,
+        dedupe_keys: Sequence[str],
+        entries: Sequence[MemoryEntry],
+        outcome: str,
+    ) -> CommitStatus:
+        """Append `entries` and mark every message of the turn processed with `outcome`.
 
-        Returns the answer that is now on record: `answer`, or the earlier one on a repeat.
+        Atomic and fenced: nothing is written unless `lease` still holds the lock. Releases
+        the lock unless the overflow is due to be summarized.
         """
-        now = time.time()
-        user = {"role": "user", "text": user_text, "channel": channel, "at": now}
-        assistant = {"role": "assistant", "text": answer, "channel": channel, "at": now}
-        stored = await self._record(
-            keys=[self._turns_key(conversation_id), self._processed_key(dedupe_key)],
+        keys = self.keys(lease.conversation_id)
+        limits = self.limits
+        result = await self._commit(
+            keys=[
+                lease.keys.lock,
+                lease.keys.wake,
+                keys.turns,
+                keys.overflow,
+                keys.summary,
+                *(self.processed_key(key) for key in dedupe_keys),
+            ],
             args=[
-                json.dumps(user),
-                json.dumps(assistant),
-                self._limits.max_turns,
-                self._limits.ttl_s,
-                answer,
-                self._limits.processed_ttl_s,
+                lease.token,
+                limits.max_turns,
+                limits.ttl_s,
+                limits.processed_ttl_s,
+                limits.summarize_after,
+                limits.overflow_cap,
+                outcome,
+                *(entry.to_json() for entry in entries),
             ],
         )
-        return str(stored)
+        if result[0] == "fenced":
+            return CommitStatus.FENCED
+        return CommitStatus.DONE_RELEASED if int(result[1]) else CommitStatus.DONE_SUMMARY_DUE
+
+    async def fold_summary(self, lease: Lease, summary: str, folded: int) -> bool:
+        """Store the new summary of the first `folded` overflow entries and release the lock."""
+        keys = self.keys(lease.conversation_id)
+        return bool(
+            await self._fold(
+                keys=[lease.keys.lock, lease.keys.wake, keys.overflow, keys.summary],
+                args=[lease.token, summary, folded, self.limits.ttl_s],
+            )
+        )
+
+    async def absorb(self, lease: Lease, source_conversation_id: str, dedupe_key: str) -> bool:
+        """Merge another conversation's memory into the locked one (identity linking).
+
+        Entries of both are interleaved by time; the source's summary is prepended to ours.
+        The source is left in place (its keys expire); it is no longer resolved to. Returns
+        False if fenced.
+        """
+        target = await self.snapshot(lease.conversation_id)
+        entries = [*target.overflow, *target.recent]
+        summary = target.summary
+        if source_conversation_id != lease.conversation_id:
+            source = await self.snapshot(source_conversation_id)
+            entries = sorted([*source.overflow, *source.recent, *entries], key=lambda e: e.at)
+            summary = " ".join(part for part in (source.summary, summary) if part)
+        keys = self.keys(lease.conversation_id)
+        return bool(
+            await self._replace(
+                keys=[
+                    lease.keys.lock,
+                    keys.turns,
+                    keys.overflow,
+                    keys.summary,
+                    self.processed_key(dedupe_key),
+                ],
+                args=[
+                    lease.token,
+                    summary,
+                    self.limits.ttl_s,
+                    self.limits.processed_ttl_s,
+                    json.dumps({"merged_from": source_conversation_id}),
+                    *(entry.to_json() for entry in entries),
+                ],
+            )
+        )

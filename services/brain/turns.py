@@ -1,25 +1,49 @@
-"""One turn of the brain: inbound message in, shaped `Reply` out. No framework code here.
+"""One turn of the brain: inbound message(s) in, shaped `Reply`(s) out. No Kafka code here.
 
-Steps: skip what was already answered (republishing the same reply), load the shared
-memory, ask the engine (an apology if it fails), shape for the channel, record the turn
-atomically with the "handled" marker, publish the reply. Publishing after recording means a
-crash in between is healed by redelivery: the answer is found on record and republished
-with the same deterministic `reply_id`, and egress drops any duplicate.
+A turn is one or more inbound messages of one conversation answered together (SMS texts sent
+in quick succession are collected into one turn; see `services.brain.double_texting`).
+
+1. Take the conversation lock; the same round trip reads memory and the messages'
+   "processed" records.
+2. Messages already processed get their recorded replies republished (same `reply_id`s;
+   egress drops the duplicates) and nothing else happens for them.
+3. The rest are answered: engine (an apology if it fails), shaping for the channel. Voice
+   streams sentence by sentence, so the caller hears the first sentence early, and a newer
+   utterance can interrupt the answer (the turn records what was actually said).
+4. One fenced Lua script records the turn in memory, marks the messages processed and
+   releases the lock. If the lock was lost meanwhile, nothing is written or published and
+   the turn is retried by whoever owns the conversation now.
+5. The replies are published. A crash before this is healed by redelivery (step 2).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 
 from services.brain.engines.base import Engine, EngineError, EngineRequest
-from services.brain.memory import ConversationMemory
-from services.brain.shaping import shape
+from services.brain.locks import ConversationLocks, Lease, LockLost
+from services.brain.memory import CommitStatus, ConversationMemory, MemoryEntry, Snapshot
+from services.brain.sentences import sentences
+from services.brain.shaping import ShapingRules, shape
 from services.common.ops import OpsEmitter
-from shared.contracts import InboundMessage, Lifecycle, MessageKind, Reply, reply_id_for
+from shared.contracts import (
+    Channel,
+    InboundMessage,
+    Lifecycle,
+    MessageKind,
+    Reply,
+    ReplyKind,
+    reply_id_for,
+)
 from shared.logs import get_logger
 from shared.tracing import child_of
 
@@ -30,83 +54,374 @@ ReplySink = Callable[[Reply], Awaitable[None]]
 TURNS = Counter("switchboard_brain_turns_total", "Turns handled", ["channel", "outcome"])
 MODEL_SECONDS = Histogram("switchboard_brain_model_seconds", "Engine time per turn", ["engine"])
 
+SYNC_DEADLINE_MARGIN_S = 0.3
+"""Time kept back from a sync deadline for shaping, publishing and delivery."""
+
+
+@dataclass
+class Turn:
+    """The unit of work: messages of one conversation answered together, in offset order."""
+
+    messages: list[InboundMessage]
+    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def conversation_id(self) -> str:
+        return self.messages[0].conversation_id
+
+    @property
+    def first(self) -> InboundMessage:
+        return self.messages[0]
+
+    def interrupt(self) -> None:
+        """A newer utterance arrived (voice barge-in): stop answering this turn."""
+        self.interrupted.set()
+
+
+@dataclass
+class _Answer:
+    """What a turn produced and what the customer got to see or hear of it."""
+
+    replies: list[Reply]
+    """Every reply of the turn, in order: republished as they are on a redelivery."""
+    said: str
+    interrupted: bool = False
+    already_published: int = 0
+    """Leading replies that went out before the turn was recorded (voice sentences)."""
+
+    @property
+    def after_commit(self) -> list[Reply]:
+        return self.replies[self.already_published :]
+
 
 class TurnProcessor:
-    """Answers inbound messages using memory and an engine; hands replies to `publish`."""
+    """Answers turns using memory, a lock per conversation and an engine."""
 
     def __init__(
         self,
         *,
         engine: Engine,
         memory: ConversationMemory,
+        locks: ConversationLocks,
         publish: ReplySink,
         ops: OpsEmitter,
+        rules: ShapingRules,
         apology_text: str,
+        summary_max_chars: int,
     ) -> None:
         self._engine = engine
         self._memory = memory
+        self._locks = locks
         self._publish = publish
         self._ops = ops
+        self._rules = rules
         self._apology_text = apology_text
+        self._summary_max_chars = summary_max_chars
 
-    async def handle(self, message: InboundMessage) -> Reply | None:
-        """Process one inbound message; returns the reply published, if any."""
-        ids = _ids(message)
-        if message.kind is not MessageKind.TEXT or not message.text.strip():
-            # Partial transcripts and call control get behaviour with the voice channel.
-            TURNS.labels(message.channel.value, "ignored").inc()
-            return None
-        answer = await self._memory.answer_of(message.dedupe_key)
-        if answer is not None:
-            await self._ops.emit(Lifecycle.DEDUPED, **ids)
+    async def handle(self, message: InboundMessage) -> list[Reply]:
+        """Process a single message as its own turn (the common case)."""
+        return await self.run(Turn([message]))
+
+    async def run(self, turn: Turn) -> list[Reply]:
+        """Process one turn; returns the replies published (republished ones included)."""
+        messages = [m for m in turn.messages if _needs_turn(m)]
+        if not messages:
+            # Partial transcripts and call control get their behaviour with the voice channel.
+            TURNS.labels(turn.first.channel.value, "ignored").inc()
+            return []
+        keys = [m.dedupe_key for m in messages]
+        conversation_id = turn.conversation_id
+        lease, reads = await self._locks.acquire(
+            conversation_id,
+            lambda pipe: self._memory.queue_reads(pipe, conversation_id, keys),
+        )
+        snapshot = self._memory.snapshot_from(reads, keys)
+        released = False
+        try:
+            if lease.contended:
+                await self._ops.emit(
+                    Lifecycle.LOCK_WAIT, duration_ms=lease.waited_s * 1000, **_ids(turn.first)
+                )
+            published = await self._republish_processed(messages, snapshot, lease)
+            pending = [m for m in messages if m.dedupe_key not in snapshot.processed]
+            if not pending:
+                return published
+            if pending[0].kind is MessageKind.IDENTITY_LINKED:
+                await self._absorb(lease, pending[0])
+                return published
+            replies = await self._answer(Turn(pending, turn.interrupted), snapshot, lease)
+            released = True
+            return [*published, *replies]
+        finally:
+            if not released:
+                await self._locks.release(lease)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def _republish_processed(
+        self, messages: Sequence[InboundMessage], snapshot: Snapshot, lease: Lease
+    ) -> list[Reply]:
+        """Republish the recorded replies of messages handled before (a redelivery)."""
+        published: list[Reply] = []
+        seen: set[str] = set()
+        for message in messages:
+            outcome = snapshot.processed.get(message.dedupe_key)
+            if outcome is None:
+                continue
+            await self._ops.emit(Lifecycle.DEDUPED, **_ids(message))
             TURNS.labels(message.channel.value, "redelivered").inc()
-        else:
-            answer = await self._generate(message)
-            answer = await self._memory.record_turn(
-                message.conversation_id,
-                message.dedupe_key,
-                message.channel.value,
-                message.text,
-                answer,
-            )
-            TURNS.labels(message.channel.value, "answered").inc()
-        reply = Reply(
-            reply_id=reply_id_for(message),
-            in_reply_to=message.provider_message_id,
-            conversation_id=message.conversation_id,
-            channel=message.channel,
-            address=message.address,
-            text=answer,
-            reply=message.reply,
-            trace=child_of(message.trace),
-        )
-        await self._publish(reply)
-        await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **ids)
-        return reply
+            for raw in json.loads(outcome).get("replies", []):
+                reply = Reply.model_validate(raw).model_copy(update={"fence": lease.token})
+                if reply.reply_id in seen:
+                    continue
+                seen.add(reply.reply_id)
+                await self._publish(reply)
+                published.append(reply)
+        return published
 
-    async def _generate(self, message: InboundMessage) -> str:
-        ids = _ids(message)
+    async def _absorb(self, lease: Lease, message: InboundMessage) -> None:
+        """Identity linking: the chat session's earlier memory joins this conversation."""
+        source = message.merge_from or message.conversation_id
+        if not await self._memory.absorb(lease, source, message.dedupe_key):
+            await self._fenced(message)
+            raise LockLost(message.conversation_id)
+        TURNS.labels(message.channel.value, "linked").inc()
+
+    async def _answer(self, turn: Turn, snapshot: Snapshot, lease: Lease) -> list[Reply]:
+        """Generate, record (releasing the lock) and publish; returns the turn's replies."""
+        first = turn.first
+        for extra in turn.messages[1:]:
+            await self._ops.emit(
+                Lifecycle.COLLECTED, attributes={"into": first.provider_message_id}, **_ids(extra)
+            )
         request = EngineRequest(
-            conversation_id=message.conversation_id,
-            channel=message.channel.value,
-            user_text=message.text,
-            history=await self._memory.history(message.conversation_id),
+            conversation_id=first.conversation_id,
+            channel=first.channel.value,
+            user_text="\n".join(m.text for m in turn.messages),
+            history=snapshot.history,
+            summary=snapshot.summary,
+            budget_s=_budget_for(first),
         )
+        lost = asyncio.Event()
+        async with self._locks.kept_alive(lease, lost.set):
+            if first.channel is Channel.VOICE:
+                answer = await self._speak(turn, request, lease, lost)
+            else:
+                answer = await self._write(turn, request, lease)
+        entries = [MemoryEntry("user", m.text, m.channel.value) for m in turn.messages]
+        entries.append(
+            MemoryEntry(
+                "assistant", answer.said, first.channel.value, interrupted=answer.interrupted
+            )
+        )
+        outcome = json.dumps(
+            {
+                "replies": []
+                if answer.interrupted
+                else [r.model_dump(mode="json") for r in answer.replies],
+                "interrupted": answer.interrupted,
+            }
+        )
+        status = await self._memory.commit(
+            lease, [m.dedupe_key for m in turn.messages], entries, outcome
+        )
+        if status is CommitStatus.FENCED:
+            await self._fenced(first)
+            raise LockLost(first.conversation_id)
+        for reply in answer.after_commit:
+            await self._publish(reply)
+            await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **_ids(first))
+        TURNS.labels(first.channel.value, "interrupted" if answer.interrupted else "answered").inc()
+        if status is CommitStatus.DONE_SUMMARY_DUE:
+            await self._summarize(lease)
+        return answer.replies
+
+    async def _write(self, turn: Turn, request: EngineRequest, lease: Lease) -> _Answer:
+        """Chat and SMS: the whole answer at once, shaped for the channel."""
+        first = turn.first
+        text = await self._generate(first, request)
+        text = shape(first.channel, text, self._rules)
+        return _Answer([self._reply(turn, lease, text)], said=text)
+
+    async def _speak(
+        self, turn: Turn, request: EngineRequest, lease: Lease, lost: asyncio.Event
+    ) -> _Answer:
+        """Voice: stream sentence by sentence; a barge-in stops it where the caller was.
+
+        Each sentence is published as soon as it is complete (after checking the lock is
+        still ours), so what was said is exactly the published parts.
+        """
+        first = turn.first
+        said: list[str] = []
+        replies: list[Reply] = []
+
+        async def produce() -> None:
+            budget = self._rules.voice_max_chars
+            deltas = self._stream(first, request)
+            try:
+                async with (
+                    contextlib.aclosing(deltas),
+                    contextlib.aclosing(sentences(deltas)) as spoken_sentences,
+                ):
+                    async for sentence in spoken_sentences:
+                        spoken = shape(Channel.VOICE, sentence, self._rules)
+                        if not spoken:
+                            continue
+                        if said and len(" ".join(said)) + 1 + len(spoken) > budget:
+                            break
+                        await self._emit_part(turn, lease, spoken, len(replies), replies)
+                        said.append(spoken)
+            except EngineError:
+                apology = shape(Channel.VOICE, self._apology_text, self._rules)
+                await self._emit_part(turn, lease, apology, len(replies), replies)
+                said.append(apology)
+
+        producer = asyncio.create_task(produce())
+        interrupted = asyncio.create_task(turn.interrupted.wait())
+        lock_lost = asyncio.create_task(lost.wait())
+        try:
+            await asyncio.wait(
+                {producer, interrupted, lock_lost}, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for task in (interrupted, lock_lost):
+                task.cancel()
+        if not producer.done():
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+            if lost.is_set():
+                raise LockLost(first.conversation_id)
+            stop = self._reply(turn, lease, "", part=len(replies), kind=ReplyKind.STOP)
+            await self._publish(stop)
+            await self._ops.emit(
+                Lifecycle.INTERRUPTED, attributes={"parts_said": len(said)}, **_ids(first)
+            )
+            return _Answer(
+                [*replies, stop],
+                " ".join(said),
+                interrupted=True,
+                already_published=len(replies) + 1,
+            )
+        producer.result()
+        final = self._reply(turn, lease, "", part=len(replies))
+        return _Answer([*replies, final], " ".join(said), already_published=len(replies))
+
+    async def _emit_part(
+        self, turn: Turn, lease: Lease, text: str, part: int, replies: list[Reply]
+    ) -> None:
+        # Voice parts go out before the turn is recorded (the caller is waiting), so each
+        # is fenced on its own: a worker that lost the lock stops talking.
+        if not await self._locks.extend(lease):
+            await self._fenced(turn.first)
+            raise LockLost(turn.conversation_id)
+        reply = self._reply(turn, lease, text, part=part, final=False)
+        await self._publish(reply)
+        replies.append(reply)
+
+    async def _summarize(self, lease: Lease) -> None:
+        """Fold the overflow into the running summary; keep the overflow if that fails."""
+        snapshot = await self._memory.snapshot(lease.conversation_id)
+        folded = [entry.as_engine_turn() for entry in snapshot.overflow]
+        try:
+            summary = await self._engine.summarize(
+                snapshot.summary, folded, self._summary_max_chars
+            )
+        except EngineError as exc:
+            log.warning("brain.summary.failed", reason=exc.reason)
+            await self._locks.release(lease)
+            return
+        if not await self._memory.fold_summary(lease, summary, len(folded)):
+            log.warning("brain.summary.fenced", conversation_id=lease.conversation_id)
+
+    async def _generate(self, message: InboundMessage, request: EngineRequest) -> str:
+        ids = _ids(message)
         await self._ops.emit(Lifecycle.LLM_START, attributes={"engine": self._engine.name}, **ids)
         started = time.perf_counter()
         try:
             text = await self._engine.generate(request)
         except EngineError as exc:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            log.warning("brain.engine.failed", engine=self._engine.name, error=str(exc))
-            await self._ops.emit(
-                Lifecycle.FAILED, reason=f"engine:{exc}", duration_ms=elapsed_ms, **ids
-            )
-            return shape(message.channel, self._apology_text)
+            await self._engine_failed(message, exc, started)
+            return self._apology_text
         elapsed = time.perf_counter() - started
         MODEL_SECONDS.labels(self._engine.name).observe(elapsed)
         await self._ops.emit(Lifecycle.LLM_END, duration_ms=elapsed * 1000, **ids)
-        return shape(message.channel, text)
+        return text
+
+    async def _stream(
+        self, message: InboundMessage, request: EngineRequest
+    ) -> AsyncGenerator[str, None]:
+        ids = _ids(message)
+        await self._ops.emit(Lifecycle.LLM_START, attributes={"engine": self._engine.name}, **ids)
+        started = time.perf_counter()
+        try:
+            async for delta in self._engine.stream(request):
+                yield delta
+        except EngineError as exc:
+            await self._engine_failed(message, exc, started)
+            raise
+        elapsed = time.perf_counter() - started
+        MODEL_SECONDS.labels(self._engine.name).observe(elapsed)
+        await self._ops.emit(Lifecycle.LLM_END, duration_ms=elapsed * 1000, **ids)
+
+    async def _engine_failed(
+        self, message: InboundMessage, exc: EngineError, started: float
+    ) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.warning("brain.engine.failed", engine=self._engine.name, reason=exc.reason)
+        await self._ops.emit(
+            Lifecycle.FAILED,
+            reason=f"engine:{exc.reason}",
+            duration_ms=elapsed_ms,
+            attributes={"attempts": exc.attempts},
+            **_ids(message),
+        )
+
+    async def _fenced(self, message: InboundMessage) -> None:
+        log.warning("brain.lock.lost", conversation_id=message.conversation_id)
+        await self._ops.emit(Lifecycle.FENCED, **_ids(message))
+
+    def _reply(
+        self,
+        turn: Turn,
+        lease: Lease,
+        text: str,
+        *,
+        part: int = 0,
+        final: bool = True,
+        kind: ReplyKind = ReplyKind.MESSAGE,
+    ) -> Reply:
+        first = turn.first
+        return Reply(
+            reply_id=reply_id_for(first, part),
+            in_reply_to=first.provider_message_id,
+            covers=[m.provider_message_id for m in turn.messages] if len(turn.messages) > 1 else [],
+            conversation_id=first.conversation_id,
+            channel=first.channel,
+            address=turn.messages[-1].address,
+            kind=kind,
+            text=text,
+            part=part,
+            final=final,
+            fence=lease.token,
+            reply=turn.messages[-1].reply,
+            trace=child_of(first.trace),
+        )
+
+
+def _needs_turn(message: InboundMessage) -> bool:
+    if message.kind is MessageKind.IDENTITY_LINKED:
+        return True
+    return message.kind is MessageKind.TEXT and bool(message.text.strip())
+
+
+def _budget_for(message: InboundMessage) -> float | None:
+    """A sync caller's deadline bounds the model's budget (`None`: the configured default)."""
+    deadline = message.reply.deadline_at
+    if deadline is None:
+        return None
+    remaining = (deadline - datetime.now(UTC)).total_seconds() - SYNC_DEADLINE_MARGIN_S
+    return max(remaining, 0.1)
 
 
 def _ids(message: InboundMessage) -> dict[str, Any]:

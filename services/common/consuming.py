@@ -55,7 +55,8 @@ def parse_event(record: ConsumerRecord, model: type[EventT]) -> EventT:
         raise PoisonEvent("invalid_event", detail) from None
 
 
-def _backoff_s(attempt: int, cap_s: float = 5.0) -> float:
+def backoff_s(attempt: int, cap_s: float = 5.0) -> float:
+    """Jittered exponential backoff before retry number `attempt` (1-based)."""
     return float(min(cap_s, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
 
 
@@ -85,4 +86,4 @@ async def process_reliably(
                 )
                 return
             log.warning("consume.retry", error=type(exc).__name__, attempt=attempt)
-        await asyncio.sleep(_backoff_s(attempt))
+        await asyncio.sleep(backoff_s(attempt))

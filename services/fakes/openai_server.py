@@ -13,17 +13,26 @@ Behaviour is set by :class:`FakeModelConfig`, at construction or at runtime via
 
 * ``api_key``: if set, requests must send ``Authorization: Bearer <api_key>`` or get a 401.
 * ``latency_ms``: wait before answering (for streams, before the headers and first chunk);
-  ``chunk_delay_ms``: wait between stream chunks.
+  ``latencies_ms``: per-request latencies, used one per request in order, then
+  ``latency_ms`` again; ``chunk_delay_ms``: wait between stream chunks.
 * ``fail_next`` / ``fail_status``: the next N requests fail with that status, in OpenAI's error
-  envelope. Failures carry ``retry-after-ms: <retry_after_ms>`` (default 1 ms) so SDK retries
-  are fast. ``rate_limit_per_second``: more requests than that within one second get a 429.
+  envelope. Failures carry ``retry-after-ms: <retry_after_ms>`` and the same in whole seconds
+  as ``retry-after`` (default 1 ms, so retries are fast; ``None`` sends neither).
+  ``retry_after``: when set, 429 and 503 failures carry exactly ``Retry-After: <retry_after>``
+  (seconds or an HTTP date) and no ``retry-after-ms``. ``rate_limit_per_second``: more
+  requests than that within one second get a 429.
 * ``replies``: scripted replies, used in order; then ``reply_template`` with the placeholders
   ``{last_user}``, ``{n_messages}`` and ``{model}``.
 * ``hang``: accept requests and never answer until reset, ``hang`` is turned off, the client
-  disconnects, or the server stops. Other requests are not blocked.
+  disconnects, or the server stops. ``hang_next``: only the next N requests hang (released
+  the same ways, except by turning ``hang`` off). Other requests are not blocked.
+* ``stream_fail_next`` / ``stream_fail_after``: the next N streamed answers send
+  ``stream_fail_after`` content chunks, then an in-band error event (``data: {"error": ...}``,
+  as OpenAI does when a stream breaks server-side) and end without ``[DONE]``.
 
-Checks run in this order: auth, rate limit, ``fail_next``, latency, hang, reply. Every
-well-formed completion request is recorded, including those that fail.
+Checks run in this order: auth, rate limit, ``fail_next``, latency, hang, reply (then, for
+streams, ``stream_fail_next``). Every well-formed completion request is recorded, including
+those that fail.
 
 Run it by hand: ``python -m services.fakes.openai_server --host 127.0.0.1 --port 8090``.
 """
@@ -59,7 +68,12 @@ class FakeModelConfig(BaseModel):
     chunk_delay_ms: int = Field(default=0, ge=0)
     fail_next: int = Field(default=0, ge=0)
     fail_status: int = Field(default=500, ge=400, le=599)
-    retry_after_ms: int = Field(default=1, ge=0)
+    retry_after_ms: int | None = Field(default=1, ge=0)
+    retry_after: str | None = None
+    latencies_ms: list[int] = Field(default_factory=list)
+    hang_next: int = Field(default=0, ge=0)
+    stream_fail_next: int = Field(default=0, ge=0)
+    stream_fail_after: int = Field(default=0, ge=0)
     rate_limit_per_second: int | None = Field(default=None, ge=0)
     reply_template: str = "You said: {last_user}"
     replies: list[str] = Field(default_factory=list)
@@ -117,6 +131,29 @@ class FakeModelState:
                 return self.config.fail_status
             return None
 
+    def take_latency(self) -> float:
+        """Seconds this request waits: the next scripted latency, else ``latency_ms``."""
+        with self._lock:
+            if self.config.latencies_ms:
+                return self.config.latencies_ms.pop(0) / 1000
+            return self.config.latency_ms / 1000
+
+    def take_hang(self) -> bool:
+        """Whether this request is one of the ``hang_next`` to hold."""
+        with self._lock:
+            if self.config.hang_next > 0:
+                self.config.hang_next -= 1
+                return True
+            return False
+
+    def take_stream_failure(self) -> int | None:
+        """Content chunks to send before breaking this stream, if it must break."""
+        with self._lock:
+            if self.config.stream_fail_next > 0:
+                self.config.stream_fail_next -= 1
+                return self.config.stream_fail_after
+            return None
+
     def next_reply(self, messages: list[dict[str, Any]], model: str) -> str:
         """The next scripted reply, or the template filled in from the request."""
         with self._lock:
@@ -153,22 +190,31 @@ def _error(
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
-def _failure(status: int, retry_after_ms: int) -> JSONResponse:
-    """An injected failure (429, 5xx or other 4xx) with fast retry hints."""
-    headers = {"retry-after-ms": str(retry_after_ms), "retry-after": str(retry_after_ms // 1000)}
+def _failure(status: int, config: FakeModelConfig) -> JSONResponse:
+    """An injected failure (429, 5xx or other 4xx) with the configured retry hints."""
+    headers: dict[str, str] = {}
+    if config.retry_after is not None and status in (429, 503):
+        headers["retry-after"] = config.retry_after
+    elif config.retry_after_ms is not None:
+        headers["retry-after-ms"] = str(config.retry_after_ms)
+        headers["retry-after"] = str(config.retry_after_ms // 1000)
     code = "rate_limit_exceeded" if status == 429 else None
     type_ = code or ("server_error" if status >= 500 else "invalid_request_error")
     return _error(status, f"Injected failure {status} (fake).", type_, code, headers=headers)
 
 
-async def _wait_while_hung(state: FakeModelState, request: Request) -> bool:
-    """Hold the request while ``hang`` is on; False if the client went away meanwhile."""
+async def _wait_while_hung(state: FakeModelState, request: Request, held: bool) -> bool:
+    """Hold the request while ``hang`` is on (or for good if ``held``, until released).
+
+    Returns False if the client went away meanwhile (or during the latency before), so a
+    request the client gave up on never consumes a scripted reply meant for a later one.
+    """
     generation = state.generation
-    while state.config.hang and state.generation == generation:
+    while (held or state.config.hang) and state.generation == generation:
         if await request.is_disconnected():
             return False
         await asyncio.sleep(0.02)
-    return True
+    return not await request.is_disconnected()
 
 
 def create_app(state: FakeModelState | None = None) -> FastAPI:
@@ -196,10 +242,10 @@ def create_app(state: FakeModelState | None = None) -> FastAPI:
             )
         failure = fake.take_failure()
         if failure is not None:
-            return _failure(failure, config.retry_after_ms)
-        if config.latency_ms:
-            await asyncio.sleep(config.latency_ms / 1000)
-        if not await _wait_while_hung(fake, request):
+            return _failure(failure, config)
+        if latency := fake.take_latency():
+            await asyncio.sleep(latency)
+        if not await _wait_while_hung(fake, request, held=fake.take_hang()):
             return Response(status_code=499)
 
         return _answer(fake, body)
@@ -247,7 +293,8 @@ def _answer(state: FakeModelState, body: dict[str, Any]) -> Response:
     if body.get("stream"):
         with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         delay = state.config.chunk_delay_ms / 1000
-        events = _stream(base, pieces, finish, usage if with_usage else None, delay)
+        break_after = state.take_stream_failure()
+        events = _stream(base, pieces, finish, usage if with_usage else None, delay, break_after)
         return StreamingResponse(events, media_type="text/event-stream")
     message = {"role": "assistant", "content": "".join(pieces), "refusal": None}
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
@@ -255,9 +302,14 @@ def _answer(state: FakeModelState, body: dict[str, Any]) -> Response:
 
 
 async def _stream(
-    base: dict[str, Any], pieces: list[str], finish: str, usage: dict[str, int] | None, delay: float
+    base: dict[str, Any],
+    pieces: list[str],
+    finish: str,
+    usage: dict[str, int] | None,
+    delay: float,
+    break_after: int | None = None,
 ) -> AsyncIterator[str]:
-    """Server-sent events for a streamed completion."""
+    """Server-sent events for a streamed completion (broken off after ``break_after`` pieces)."""
 
     def event(choices: list[dict[str, Any]], **extra: Any) -> str:
         chunk = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
@@ -267,10 +319,16 @@ async def _stream(
         return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
     yield event(choice({"role": "assistant", "content": ""}))
-    for piece in pieces:
+    for sent, piece in enumerate(pieces):
+        if break_after is not None and sent >= break_after:
+            break
         if delay:
             await asyncio.sleep(delay)
         yield event(choice({"content": piece}))
+    if break_after is not None:
+        error = {"message": "Injected stream failure (fake).", "type": "server_error"}
+        yield f"data: {json.dumps({'error': error | {'param': None, 'code': None}})}\n\n"
+        return
     yield event(choice({}, finish))
     if usage is not None:
         yield event([], usage=usage)

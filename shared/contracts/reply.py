@@ -50,6 +50,12 @@ class Reply(Event):
         description="Fencing token of the conversation lock the brain held when it emitted"
         " this reply. Egress may refuse a reply older than one it already delivered.",
     )
+    part: int = Field(
+        default=0,
+        ge=0,
+        description="Voice answers go out sentence by sentence: 0, 1, 2... of one turn.",
+    )
+    final: bool = Field(default=True, description="The last part of this turn's answer.")
     covers: list[str] = Field(
         default_factory=list,
         description="All `provider_message_id`s answered by this one reply (SMS collects"

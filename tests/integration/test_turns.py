@@ -1,97 +1,36 @@
-"""TurnProcessor with a real ConversationMemory in Redis, a scripted engine and list sinks."""
+"""TurnProcessor on a real Redis: locks, fenced memory, dedupe, double texting, shaping."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from services.brain.engines.base import EngineError, EngineRequest, EngineTurn
-from services.brain.memory import ConversationMemory, MemoryLimits
-from services.brain.turns import TurnProcessor
-from services.common.ops import OpsEmitter
+from services.brain.engines.base import EngineTurn
+from services.brain.locks import LockLost
+from services.brain.memory import MemoryLimits
+from services.brain.turns import Turn
 from shared.contracts import (
     Channel,
     InboundMessage,
     Lifecycle,
     MessageKind,
-    Reply,
-    Stage,
+    ReplyKind,
     reply_id_for,
 )
+from tests.support.brain import APOLOGY, Brain, ScriptedEngine, make_brain
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
-APOLOGY = "Sorry, I can't answer right now. A human will follow up."
 CONV = "conv-42"
-
-
-@dataclass
-class ScriptedEngine:
-    """An Engine that answers from a script (or fails), recording every request."""
-
-    answers: list[str] = field(default_factory=list)
-    fail: bool = False
-    name: str = "scripted"
-    requests: list[EngineRequest] = field(default_factory=list)
-
-    async def generate(self, request: EngineRequest) -> str:
-        self.requests.append(request)
-        if self.fail:
-            raise EngineError("model_down")
-        if self.answers:
-            return self.answers.pop(0)
-        return f"echo: {request.user_text}"
-
-    async def aclose(self) -> None:
-        pass
-
-
-class RecordingBroker:
-    """Stands in for the Kafka broker of OpsEmitter: records what would be published."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-
-    async def publish(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append((args, kwargs))
-
-    def steps(self) -> list[str]:
-        return [json.loads(args[0])["step"] for args, _ in self.calls]
-
-
-@dataclass
-class Brain:
-    processor: TurnProcessor
-    engine: ScriptedEngine
-    memory: ConversationMemory
-    published: list[Reply]
-    ops: RecordingBroker
 
 
 @pytest.fixture
 def brain(redis: Redis, namespace: str) -> Brain:
-    engine = ScriptedEngine()
-    memory = ConversationMemory(
-        redis, namespace, MemoryLimits(max_turns=20, ttl_s=3_600, processed_ttl_s=3_600)
-    )
-    published: list[Reply] = []
-    ops = RecordingBroker()
-
-    async def publish(reply: Reply) -> None:
-        published.append(reply)
-
-    processor = TurnProcessor(
-        engine=engine,
-        memory=memory,
-        publish=publish,
-        ops=OpsEmitter(ops, "ops.v1", Stage.BRAIN, "brain-test"),  # type: ignore[arg-type]
-        apology_text=APOLOGY,
-    )
-    return Brain(processor, engine, memory, published, ops)
+    return make_brain(redis, namespace)
 
 
 def inbound(
@@ -100,6 +39,7 @@ def inbound(
     channel: Channel = Channel.CHAT,
     message_id: str = "m1",
     kind: MessageKind = MessageKind.TEXT,
+    conversation_id: str = CONV,
     **fields: Any,
 ) -> InboundMessage:
     address = "sess-1" if channel is Channel.CHAT else "+15551234567"
@@ -107,141 +47,277 @@ def inbound(
         channel=channel,
         provider_message_id=message_id,
         address=address,
-        conversation_id=CONV,
+        conversation_id=conversation_id,
         kind=kind,
         text=text,
         **fields,
     )
 
 
-async def test_text_message_gets_a_reply_with_its_deterministic_id(brain: Brain) -> None:
+async def wait_until(condition: Any, timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_text_message_gets_a_fenced_reply_with_its_deterministic_id(brain: Brain) -> None:
     message = inbound("Where is my order?")
 
-    reply = await brain.processor.handle(message)
+    [reply] = await brain.processor.handle(message)
 
-    assert reply is not None
     assert brain.published == [reply]
     assert reply.reply_id == reply_id_for(message)
-    assert reply.in_reply_to == "m1"
-    assert reply.conversation_id == CONV
-    assert reply.channel is Channel.CHAT
-    assert reply.address == "sess-1"
+    assert (reply.in_reply_to, reply.address, reply.conversation_id) == ("m1", "sess-1", CONV)
     assert reply.text == "echo: Where is my order?"
+    assert reply.fence is not None and reply.fence >= 1
     assert brain.ops.steps() == [Lifecycle.LLM_START, Lifecycle.LLM_END, Lifecycle.REPLY_EMITTED]
 
 
-async def test_chat_reply_keeps_markdown(brain: Brain) -> None:
-    brain.engine.answers = ["Your order is **shipped**. [Track it](https://t.example/1)"]
+async def test_chat_keeps_markdown_and_sms_gets_plain_gsm7_text(brain: Brain) -> None:
+    answer = "Your order is **shipped** \u2014 \u201ctrack\u201d it [here](https://t.example/1)"
+    brain.engine.answers = [answer, answer]
 
-    reply = await brain.processor.handle(inbound(channel=Channel.CHAT))
+    [chat] = await brain.processor.handle(inbound(channel=Channel.CHAT, message_id="c"))
+    [sms] = await brain.processor.handle(inbound(channel=Channel.SMS, message_id="s"))
 
-    assert reply is not None
-    assert reply.text == "Your order is **shipped**. [Track it](https://t.example/1)"
-
-
-async def test_sms_reply_is_plain_text(brain: Brain) -> None:
-    brain.engine.answers = ["Your order is **shipped**. [Track it](https://t.example/1)"]
-
-    reply = await brain.processor.handle(inbound(channel=Channel.SMS))
-
-    assert reply is not None
-    assert reply.text == "Your order is shipped. Track it (https://t.example/1)"
-    history = await brain.memory.history(CONV)
-    assert history[-1] == EngineTurn(role="assistant", text=reply.text, channel="sms")
+    assert chat.text == answer
+    assert sms.text == 'Your order is shipped - "track" it here (https://t.example/1)'
 
 
-async def test_redelivered_message_is_answered_once_and_republished_identically(
-    brain: Brain,
-) -> None:
-    message = inbound("Can I change my address?", message_id="SM123", channel=Channel.SMS)
-    redelivery = inbound("Can I change my address?", message_id="SM123", channel=Channel.SMS)
-    assert redelivery.event_id != message.event_id
+async def test_same_provider_message_three_times_is_one_turn_and_one_reply(brain: Brain) -> None:
+    copies = [inbound("Change my address", message_id="SM123", channel=Channel.SMS) for _ in "abc"]
+    assert len({copy.event_id for copy in copies}) == 3
 
-    first = await brain.processor.handle(message)
-    brain.engine.answers = ["a different answer that must not be used"]
-    second = await brain.processor.handle(message)
-    third = await brain.processor.handle(redelivery)
+    for copy in copies:
+        brain.engine.answers = [f"answer to {copy.event_id}"]
+        await brain.processor.handle(copy)
 
     assert len(brain.engine.requests) == 1
-    assert first is not None and second is not None and third is not None
-    assert [r.reply_id for r in brain.published] == [reply_id_for(message)] * 3
-    assert [r.text for r in brain.published] == ["echo: Can I change my address?"] * 3
+    assert {r.reply_id for r in brain.published} == {reply_id_for(copies[0])}
+    assert len({r.text for r in brain.published}) == 1
     assert len(await brain.memory.history(CONV)) == 2
     assert brain.ops.steps().count(Lifecycle.DEDUPED) == 2
 
 
 async def test_engine_failure_publishes_and_records_the_apology(brain: Brain) -> None:
     brain.engine.fail = True
-    message = inbound("Hello?", channel=Channel.SMS)
 
-    reply = await brain.processor.handle(message)
+    [reply] = await brain.processor.handle(inbound("Hello?", channel=Channel.SMS))
 
-    assert reply is not None
     assert reply.text == APOLOGY
-    assert brain.published == [reply]
-    assert await brain.memory.answer_of(message.dedupe_key) == APOLOGY
     assert await brain.memory.history(CONV) == [
         EngineTurn(role="user", text="Hello?", channel="sms"),
         EngineTurn(role="assistant", text=APOLOGY, channel="sms"),
     ]
-    assert Lifecycle.FAILED in brain.ops.steps()
-    assert Lifecycle.LLM_END not in brain.ops.steps()
+    failed = [json.loads(a[0]) for a, _ in brain.ops.calls if b'"failed"' in a[0]]
+    assert failed[0]["reason"] == "engine:server_error"
+    assert failed[0]["attributes"] == {"attempts": 3}
 
 
 @pytest.mark.parametrize(
     "kind", [MessageKind.CALL_STARTED, MessageKind.CALL_ENDED, MessageKind.PARTIAL_TRANSCRIPT]
 )
-async def test_non_text_kinds_are_ignored(brain: Brain, kind: MessageKind) -> None:
-    message = inbound("partial words", channel=Channel.VOICE, kind=kind)
-
-    assert await brain.processor.handle(message) is None
-
-    assert brain.published == []
-    assert brain.engine.requests == []
-    assert brain.ops.calls == []
-    assert await brain.memory.history(CONV) == []
-    assert await brain.memory.answer_of(message.dedupe_key) is None
+async def test_non_text_kinds_take_no_turn(brain: Brain, kind: MessageKind) -> None:
+    assert await brain.processor.handle(inbound("words", channel=Channel.VOICE, kind=kind)) == []
+    assert brain.published == [] and brain.engine.requests == [] and brain.ops.calls == []
 
 
-async def test_blank_text_is_ignored(brain: Brain) -> None:
-    assert await brain.processor.handle(inbound("   \n ")) is None
-    assert brain.published == []
-    assert brain.engine.requests == []
-
-
-async def test_engine_receives_earlier_turns_from_every_channel(brain: Brain) -> None:
-    await brain.processor.handle(
-        inbound("I texted you earlier", channel=Channel.SMS, message_id="s1")
-    )
-    await brain.processor.handle(inbound("now on chat", channel=Channel.CHAT, message_id="c1"))
+async def test_engine_sees_earlier_turns_from_every_channel(brain: Brain) -> None:
+    await brain.processor.handle(inbound("I texted earlier", channel=Channel.SMS, message_id="s"))
+    await brain.processor.handle(inbound("now on chat", message_id="c"))
 
     second = brain.engine.requests[1]
-    assert second.conversation_id == CONV
-    assert second.channel == "chat"
     assert second.user_text == "now on chat"
     assert list(second.history) == [
-        EngineTurn(role="user", text="I texted you earlier", channel="sms"),
-        EngineTurn(role="assistant", text="echo: I texted you earlier", channel="sms"),
+        EngineTurn(role="user", text="I texted earlier", channel="sms"),
+        EngineTurn(role="assistant", text="echo: I texted earlier", channel="sms"),
     ]
-    assert brain.engine.requests[0].history == []
 
 
-async def test_reply_continues_the_inbound_trace(brain: Brain) -> None:
-    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
-    traceparent = f"00-{trace_id}-00f067aa0ba902b7-01"
+async def test_sms_burst_is_one_turn_covering_every_text(brain: Brain) -> None:
+    texts = [
+        inbound(t, channel=Channel.SMS, message_id=f"SM{i}")
+        for i, t in enumerate(["hi", "one more thing", "my order is late"])
+    ]
 
-    reply = await brain.processor.handle(inbound(trace={"traceparent": traceparent}))
+    [reply] = await brain.processor.run(Turn(texts))
 
-    assert reply is not None and reply.trace is not None
-    assert reply.trace.traceparent.split("-")[1] == trace_id
-    assert reply.trace.traceparent != traceparent
+    assert [r.user_text for r in brain.engine.requests] == ["hi\none more thing\nmy order is late"]
+    assert reply.reply_id == reply_id_for(texts[0])
+    assert reply.covers == ["SM0", "SM1", "SM2"]
+    history = await brain.memory.history(CONV)
+    assert [t.role for t in history] == ["user", "user", "user", "assistant"]
+    # A redelivery of any text of the burst republishes the same answer, no new turn.
+    [again] = await brain.processor.handle(texts[1])
+    assert (again.reply_id, again.text, again.covers) == (reply.reply_id, reply.text, reply.covers)
+    assert len(brain.engine.requests) == 1
 
 
-async def test_a_very_long_answer_still_produces_a_reply(brain: Brain) -> None:
-    brain.engine.answers = ["word " * 2_000]  # 10,000 characters
+async def test_voice_answer_is_spoken_sentence_by_sentence(brain: Brain) -> None:
+    brain.engine.answers = ["Your order shipped today. It arrives **Friday**. Anything else?"]
+    message = inbound("where is my order", channel=Channel.VOICE)
 
-    reply = await brain.processor.handle(inbound("Tell me everything"))
+    replies = await brain.processor.handle(message)
 
-    assert reply is not None
-    assert 0 < len(reply.text) <= 8_000
-    assert brain.published == [reply]
+    assert [(r.part, r.text, r.final) for r in replies] == [
+        (0, "Your order shipped today.", False),
+        (1, "It arrives Friday.", False),
+        (2, "Anything else?", False),
+        (3, "", True),
+    ]
+    assert [r.reply_id for r in replies] == [reply_id_for(message, p) for p in range(4)]
+    history = await brain.memory.history(CONV)
+    assert history[-1].text == "Your order shipped today. It arrives Friday. Anything else?"
+
+
+async def test_voice_barge_in_stops_the_answer_and_memory_keeps_what_was_said(
+    redis: Redis, namespace: str
+) -> None:
+    brain = make_brain(redis, namespace, engine=ScriptedEngine(chunk_delay_s=0.05))
+    brain.engine.answers = ["Let me check that for you. Your order left our warehouse on Monday."]
+    first = inbound("where is my order", channel=Channel.VOICE, message_id="u1")
+    turn = Turn([first])
+
+    task = asyncio.create_task(brain.processor.run(turn))
+    await wait_until(lambda: len(brain.published) == 1)
+    turn.interrupt()
+    replies = await task
+
+    assert [(r.kind, r.text) for r in replies] == [
+        (ReplyKind.MESSAGE, "Let me check that for you."),
+        (ReplyKind.STOP, ""),
+    ]
+    assert brain.published == replies
+    snapshot = await brain.memory.snapshot(CONV, [first.dedupe_key])
+    said = snapshot.recent[-1]
+    assert (said.role, said.text, said.interrupted) == (
+        "assistant",
+        "Let me check that for you.",
+        True,
+    )
+    assert json.loads(snapshot.processed[first.dedupe_key])["interrupted"] is True
+    assert Lifecycle.INTERRUPTED in brain.ops.steps()
+    # The engine is told about the barge-in on the next turn.
+    await brain.processor.handle(
+        inbound("actually, cancel it", channel=Channel.VOICE, message_id="u2")
+    )
+    assert brain.engine.requests[-1].history[-1].text.endswith("[interrupted by the caller]")
+    # A redelivered interrupted utterance says nothing more.
+    before = len(brain.published)
+    assert await brain.processor.handle(first) == []
+    assert len(brain.published) == before
+
+
+async def test_stale_worker_cannot_write_memory_or_publish(redis: Redis, namespace: str) -> None:
+    gate = asyncio.Event()
+    stale = make_brain(redis, namespace, engine=ScriptedEngine(gate=gate), lock_ttl_ms=600)
+    fresh = make_brain(redis, namespace)
+    message = inbound("refund please", message_id="m-stale")
+
+    task = asyncio.create_task(stale.processor.handle(message))
+    await wait_until(lambda: len(stale.engine.requests) == 1)
+    # The stale worker's lease runs out (think: a long GC pause) and another worker takes
+    # the conversation and answers the same message.
+    await redis.delete(stale.locks.keys(CONV).lock)
+    [fresh_reply] = await fresh.processor.handle(message)
+    gate.set()
+
+    with pytest.raises(LockLost):
+        await task
+
+    assert stale.published == []
+    assert Lifecycle.FENCED in stale.ops.steps()
+    history = await fresh.memory.history(CONV)
+    assert [t.text for t in history] == ["refund please", fresh_reply.text]
+
+
+async def test_fenced_commit_is_refused_after_the_lease_expired(
+    redis: Redis, namespace: str
+) -> None:
+    brain = make_brain(redis, namespace, lock_ttl_ms=500)
+    other = make_brain(redis, namespace)
+    lease, _ = await brain.locks.acquire(CONV)
+    await asyncio.sleep(0.6)
+    newer, _ = await other.locks.acquire(CONV)
+
+    from services.brain.memory import CommitStatus, MemoryEntry
+
+    status = await brain.memory.commit(
+        lease, ["chat:x"], [MemoryEntry("user", "hi", "chat")], json.dumps({"replies": []})
+    )
+
+    assert status is CommitStatus.FENCED
+    assert newer.token > lease.token
+    assert await brain.memory.history(CONV) == []
+    assert not await brain.locks.release(lease)
+    assert await redis.get(other.locks.keys(CONV).lock) == str(newer.token)
+
+
+async def test_one_customer_on_two_workers_is_served_one_turn_at_a_time(
+    redis: Redis, namespace: str
+) -> None:
+    gate = asyncio.Event()
+    worker_a = make_brain(redis, namespace, engine=ScriptedEngine(gate=gate))
+    worker_b = make_brain(redis, namespace)
+
+    first = asyncio.create_task(
+        worker_a.processor.handle(inbound("texting you", channel=Channel.SMS, message_id="s1"))
+    )
+    await wait_until(lambda: len(worker_a.engine.requests) == 1)
+    second = asyncio.create_task(
+        worker_b.processor.handle(inbound("and chatting", message_id="c1"))
+    )
+    await asyncio.sleep(0.2)
+    assert worker_b.engine.requests == []  # waiting for the lock, not polling past it
+    gate.set()
+    await first
+    await second
+
+    assert [t.text for t in worker_b.engine.requests[0].history] == [
+        "texting you",
+        "echo: texting you",
+    ]
+    assert [(t.channel, t.role) for t in await worker_b.memory.history(CONV)] == [
+        ("sms", "user"),
+        ("sms", "assistant"),
+        ("chat", "user"),
+        ("chat", "assistant"),
+    ]
+
+
+async def test_older_turns_are_folded_into_a_running_summary(redis: Redis, namespace: str) -> None:
+    limits = MemoryLimits(max_turns=4, ttl_s=3_600, processed_ttl_s=3_600)
+    brain = make_brain(redis, namespace, limits=limits)
+
+    for index, text in enumerate(["one", "two", "three", "four"]):
+        await brain.processor.handle(inbound(text, message_id=f"m{index}"))
+
+    snapshot = await brain.memory.snapshot(CONV)
+    assert "chat/user: one" in snapshot.summary
+    assert "chat/assistant: echo: two" in snapshot.summary
+    assert snapshot.overflow == []
+    assert [e.text for e in snapshot.recent] == ["three", "echo: three", "four", "echo: four"]
+    assert brain.engine.requests[-1].summary == "chat/user: one; chat/assistant: echo: one"
+
+
+async def test_identity_link_merges_chat_memory_into_the_phone_conversation(
+    brain: Brain,
+) -> None:
+    chat_conv, phone_conv = "conv-chat", "conv-phone"
+    await brain.processor.handle(inbound("I'm Ada", message_id="c1", conversation_id=chat_conv))
+    await brain.processor.handle(
+        inbound("order 7?", channel=Channel.SMS, message_id="s1", conversation_id=phone_conv)
+    )
+    link = inbound(
+        "",
+        kind=MessageKind.IDENTITY_LINKED,
+        message_id="link:abc",
+        conversation_id=phone_conv,
+        merge_from=chat_conv,
+    )
+
+    await brain.processor.handle(link)
+    await brain.processor.handle(link)  # redelivered: merged once
+
+    texts = [t.text for t in await brain.memory.history(phone_conv)]
+    assert texts == ["I'm Ada", "echo: I'm Ada", "order 7?", "echo: order 7?"]

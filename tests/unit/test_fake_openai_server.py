@@ -356,3 +356,130 @@ def test_sync_start_stop_and_cli_subprocess() -> None:
         proc.terminate()
         # uvicorn shuts down gracefully, then re-raises SIGTERM on itself.
         assert proc.wait(timeout=10) in (0, -signal.SIGTERM)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("status", [429, 503])
+async def test_retry_after_header_on_429_and_503(server: FakeOpenAIServer, status: int) -> None:
+    server.configure(fail_next=1, fail_status=status, retry_after="7")
+    async with client(server) as sdk:
+        with pytest.raises(openai.APIStatusError) as info:
+            await ask(sdk)
+    assert info.value.status_code == status
+    assert info.value.response.headers["retry-after"] == "7"
+    assert "retry-after-ms" not in info.value.response.headers
+
+
+@pytest.mark.asyncio
+async def test_retry_after_is_not_sent_on_other_statuses_and_hints_can_be_off(
+    server: FakeOpenAIServer,
+) -> None:
+    server.configure(fail_next=1, fail_status=500, retry_after="7", retry_after_ms=2500)
+    async with client(server) as sdk:
+        with pytest.raises(openai.InternalServerError) as info:
+            await ask(sdk)
+        assert info.value.response.headers["retry-after-ms"] == "2500"
+        assert info.value.response.headers["retry-after"] == "2"
+        server.configure(fail_next=1, fail_status=429, retry_after=None, retry_after_ms=None)
+        with pytest.raises(openai.RateLimitError) as info:
+            await ask(sdk)
+    headers = info.value.response.headers
+    assert "retry-after" not in headers and "retry-after-ms" not in headers
+
+
+@pytest.mark.asyncio
+async def test_latencies_apply_per_request_then_latency_ms(server: FakeOpenAIServer) -> None:
+    server.configure(latencies_ms=[300, 0], latency_ms=150)
+    took = []
+    async with client(server) as sdk:
+        for _ in range(3):
+            started = time.monotonic()
+            await ask(sdk)
+            took.append(time.monotonic() - started)
+    assert took[0] >= 0.3
+    assert took[1] < 0.15
+    assert took[2] >= 0.15
+    assert server.state.config.latencies_ms == []
+
+
+@pytest.mark.asyncio
+async def test_hang_next_holds_only_the_next_requests(server: FakeOpenAIServer) -> None:
+    server.configure(hang_next=1)
+    async with client(server, timeout=0.3) as sdk:
+        with pytest.raises(openai.APITimeoutError):
+            await ask(sdk)
+        started = time.monotonic()
+        assert await ask(sdk) == "You said: what time is it"
+        assert time.monotonic() - started < 0.3
+    assert len(server.state.requests) == 2
+    assert server.state.config.hang_next == 0
+
+
+@pytest.mark.asyncio
+async def test_hang_next_is_released_by_release_hung(server: FakeOpenAIServer) -> None:
+    server.configure(hang_next=1)
+    async with client(server) as sdk:
+        pending = asyncio.create_task(ask(sdk, timeout=30))
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+        server.state.release_hung()
+        assert await asyncio.wait_for(pending, timeout=5) == "You said: what time is it"
+
+
+@pytest.mark.asyncio
+async def test_stream_fail_next_breaks_the_stream_with_an_error_event(
+    server: FakeOpenAIServer,
+) -> None:
+    server.configure(stream_fail_next=1, stream_fail_after=2)
+    async with client(server) as sdk:
+        stream = await sdk.chat.completions.create(
+            model="fake-model", messages=MESSAGES, stream=True
+        )
+        received: list[str] = []
+        with pytest.raises(openai.APIError) as info:
+            async for chunk in stream:
+                received.append(chunk.choices[0].delta.content or "")
+        assert "".join(received) == "You said:"
+        assert "Injected stream failure" in info.value.message
+        assert info.value.type == "server_error"
+        # Only the next stream breaks.
+        stream = await sdk.chat.completions.create(
+            model="fake-model", messages=MESSAGES, stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "You said: what time is it"
+
+
+@pytest.mark.asyncio
+async def test_stream_fail_after_zero_breaks_before_any_text(server: FakeOpenAIServer) -> None:
+    server.configure(stream_fail_next=1)
+    async with client(server) as sdk:
+        stream = await sdk.chat.completions.create(
+            model="fake-model", messages=MESSAGES, stream=True
+        )
+        received: list[str] = []
+        with pytest.raises(openai.APIError):
+            async for chunk in stream:
+                received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == ""
+
+
+def test_stream_raw_wire_format_of_a_broken_stream() -> None:
+    with FakeOpenAIServer(FakeModelConfig(stream_fail_next=1, stream_fail_after=1)) as srv:
+        resp = httpx.post(
+            f"{srv.base_url}/chat/completions",
+            json={"messages": [{"role": "user", "content": "x y"}], "stream": True},
+        )
+    events = [line.removeprefix("data: ") for line in resp.text.splitlines() if line]
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    assert "[DONE]" not in events
+    assert json.loads(events[1])["choices"][0]["delta"] == {"content": "You"}
+    assert json.loads(events[-1]) == {
+        "error": {
+            "message": "Injected stream failure (fake).",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    assert len(events) == 3

@@ -171,3 +171,100 @@ async def test_answers_are_deterministic(engine: OfflineEngine) -> None:
         second = await engine.generate(request(text, history))
         assert first == second
         assert first
+
+
+@pytest.mark.asyncio
+async def test_stream_yields_word_chunks_that_join_to_the_answer(engine: OfflineEngine) -> None:
+    req = request("What are your opening hours?")
+    chunks = [chunk async for chunk in engine.stream(req)]
+    answer = await engine.generate(req)
+    assert "".join(chunks) == answer
+    assert len(chunks) == len(answer.split()) > 3
+    assert all(chunk.strip() and len(chunk.split()) == 1 for chunk in chunks)
+
+
+SMS_EXCHANGE = (
+    EngineTurn("user", "Hi, my name is Ana", "sms"),
+    EngineTurn("assistant", "Nice to meet you, Ana! How can I help you today?", "sms"),
+)
+
+
+@pytest.mark.asyncio
+async def test_summarize_tags_each_exchange_with_its_channel(engine: OfflineEngine) -> None:
+    turns = (
+        *SMS_EXCHANGE,
+        EngineTurn("user", "When are you open?", "voice"),
+        EngineTurn("assistant", "Monday to Friday, 9 to 5.", "voice"),
+        EngineTurn("assistant", "Anything else?", "chat"),
+    )
+    summary = await engine.summarize("", turns, 1500)
+    assert summary == (
+        'On sms the customer said: "Hi, my name is Ana"; you answered: "Nice to meet you, Ana! '
+        'How can I help you today?". On voice the customer said: "When are you open?"; you '
+        'answered: "Monday to Friday, 9 to 5.". On chat you said: "Anything else?".'
+    )
+    assert await engine.summarize("", turns, 1500) == summary  # deterministic
+
+
+@pytest.mark.asyncio
+async def test_summarize_folds_into_previous_and_keeps_newest_when_trimming(
+    engine: OfflineEngine,
+) -> None:
+    first = await engine.summarize("", SMS_EXCHANGE, 1500)
+    later = (
+        EngineTurn("user", "I want to cancel my plan", "chat"),
+        EngineTurn("assistant", "I can help with that.", "chat"),
+    )
+    folded = await engine.summarize(first, later, 1500)
+    assert folded.startswith(first + " On chat the customer said:")
+
+    trimmed = await engine.summarize(first, later, 120)
+    assert len(trimmed) <= 120
+    assert "cancel my plan" in trimmed  # the newest fact survives
+    assert "Ana" not in trimmed  # the oldest is dropped whole
+
+
+@pytest.mark.asyncio
+async def test_summarize_shortens_long_quotes_and_never_exceeds_max_chars(
+    engine: OfflineEngine, knowledge: KnowledgeBase
+) -> None:
+    long_answer = " ".join(entry.answer for entry in knowledge.entries)
+    turns = tuple(
+        turn
+        for i in range(30)
+        for turn in (
+            EngineTurn("user", f"question number {i}", "sms"),
+            EngineTurn("assistant", long_answer, "sms"),
+        )
+    )
+    for max_chars in (100, 333, 1500):
+        summary = await engine.summarize("", turns, max_chars)
+        assert 0 < len(summary) <= max_chars
+        assert "question number 29" in summary
+    summary = await engine.summarize("", turns, 1500)
+    assert long_answer not in summary and "\u2026" in summary
+
+
+@pytest.mark.asyncio
+async def test_name_given_before_summarization_is_still_recalled(engine: OfflineEngine) -> None:
+    summary = await engine.summarize("", SMS_EXCHANGE, 1500)
+    req = EngineRequest(
+        conversation_id="c1",
+        channel="voice",
+        user_text="Do you remember my name?",
+        summary=summary,
+    )
+    recalled = await engine.generate(req)
+    assert "Ana" in recalled and "sms" in recalled
+
+
+def test_keep_newest_cuts_the_front_at_a_sentence_or_word() -> None:
+    from services.brain.engines.summary import keep_newest
+
+    text = "Ana called about billing. She moved house in May. She wants fibre now."
+    assert keep_newest(text, 200) == text
+    assert keep_newest("  spaced \n out  ", 200) == "spaced out"
+    assert keep_newest(text, 45) == "She moved house in May. She wants fibre now."
+    clipped = keep_newest("one two three four five six seven eight nine ten", 20)
+    assert clipped == "\u2026eight nine ten"
+    assert len(clipped) <= 20

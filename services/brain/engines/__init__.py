@@ -3,9 +3,24 @@
 from __future__ import annotations
 
 from services.brain.config import BrainSettings
-from services.brain.engines.base import Engine, EngineError, EngineRequest, EngineTurn
+from services.brain.engines.base import (
+    Engine,
+    EngineError,
+    EngineRequest,
+    EngineTurn,
+    FailureReason,
+)
+from services.brain.engines.retry import RetryPolicy
 
-__all__ = ["Engine", "EngineError", "EngineRequest", "EngineTurn", "build_engine"]
+__all__ = [
+    "Engine",
+    "EngineError",
+    "EngineRequest",
+    "EngineTurn",
+    "FailureReason",
+    "RetryPolicy",
+    "build_engine",
+]
 
 
 def build_engine(settings: BrainSettings) -> Engine:
@@ -25,6 +40,8 @@ def build_engine(settings: BrainSettings) -> Engine:
             timeout_s=settings.model_timeout_s,
             max_retries=settings.model_max_retries,
             turn_budget_s=settings.turn_budget_s,
+            backoff_base_s=settings.model_backoff_base_s,
+            backoff_cap_s=settings.model_backoff_cap_s,
         )
     from services.brain.engines.offline import KnowledgeBase, OfflineEngine
 

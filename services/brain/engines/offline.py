@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.brain.engines.base import EngineRequest, EngineTurn
+from services.brain.engines.summary import customer_quotes, extractive_summary
 
 DEFAULT_KNOWLEDGE_FILE = Path(__file__).resolve().parents[1] / "knowledge.md"
 
@@ -169,13 +170,30 @@ class OfflineEngine:
 
     async def generate(self, request: EngineRequest) -> str:
         """Answer one turn; never raises for ordinary input."""
-        return self.answer(request.user_text, _earlier_turns(request))
+        return self.answer(request.user_text, _earlier_turns(request), request.summary)
+
+    async def stream(self, request: EngineRequest) -> AsyncIterator[str]:
+        """The answer of `generate` in word-sized chunks (each with its leading space)."""
+        for chunk in re.findall(r"\s*\S+|\s+$", await self.generate(request)):
+            yield chunk
+
+    async def summarize(
+        self, previous_summary: str, turns: Sequence[EngineTurn], max_chars: int
+    ) -> str:
+        """Extractive: one sentence per exchange, oldest dropped first to fit `max_chars`."""
+        return extractive_summary(previous_summary, turns, max_chars)
 
     async def aclose(self) -> None:
         """Nothing to release."""
 
-    def answer(self, text: str, history: Sequence[EngineTurn] = ()) -> str:
-        """Synchronous core of `generate`, for callers outside an event loop."""
+    def answer(self, text: str, history: Sequence[EngineTurn] = (), summary: str = "") -> str:
+        """Synchronous core of `generate`, for callers outside an event loop.
+
+        `summary` is the running summary of turns no longer in `history`; a name given
+        there is still recalled.
+        """
+        if summary:
+            history = [*_summarized_turns(summary), *history]
         kb, content = self.knowledge, [w for w in words(text) if w not in STOP_WORDS]
         if name := _said_name(text):
             entry = self._best(NAME_RE.sub("", text))
@@ -239,6 +257,11 @@ def _known_name(history: Sequence[EngineTurn]) -> tuple[str | None, str]:
         if turn.role == "user" and (name := _said_name(turn.text)):
             return name, turn.channel
     return None, ""
+
+
+def _summarized_turns(summary: str) -> list[EngineTurn]:
+    """The customer's words kept in an extractive summary, as turns (for name recall)."""
+    return [EngineTurn("user", said, channel) for channel, said in customer_quotes(summary)]
 
 
 def _earlier_turns(request: EngineRequest) -> Sequence[EngineTurn]:

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import openai
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
+from openai import AsyncOpenAI, AsyncStream
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
-from services.brain.engines.base import EngineError, EngineRequest
-from services.brain.prompt import system_prompt
+from services.brain.engines.base import EngineError, EngineRequest, EngineTurn
+from services.brain.engines.retry import Failure, RetryPolicy, parse_retry_after, run_with_retries
+from services.brain.engines.summary import keep_newest
+from services.brain.prompt import summary_input, summary_instructions, system_prompt
+
+T = TypeVar("T")
+Chunks = AsyncStream[ChatCompletionChunk]
 
 
 class OpenAIEngine:
-    """Asks the model server; the SDK retries 429/5xx/timeouts with jittered backoff.
+    """Asks the model server, retrying with our `RetryPolicy` inside a per-turn budget.
 
-    `turn_budget_s` caps the whole attempt, retries included, so a struggling server turns
-    into an `EngineError` (and the customer's apology) instead of a stuck conversation.
+    The SDK's own retries are off (`max_retries=0` on the client) so there is one policy.
+    `turn_budget_s` caps a whole answer, retries and waits included (a request's `budget_s`
+    overrides it), so a struggling server becomes an `EngineError` (and the customer's
+    apology) instead of a stuck conversation. Summaries get `summary_budget_s` (default half
+    the turn budget): they run beside the conversation and the caller has a fallback.
     """
 
     name = "openai"
@@ -30,34 +40,164 @@ class OpenAIEngine:
         timeout_s: float,
         max_retries: int,
         turn_budget_s: float,
+        backoff_base_s: float = 0.25,
+        backoff_cap_s: float = 4.0,
+        summary_budget_s: float | None = None,
     ) -> None:
         self._client = AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries
+            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
         )
         self._model = model
+        self._timeout_s = timeout_s
+        self._policy = RetryPolicy(max_retries, backoff_base_s, backoff_cap_s)
         self._turn_budget_s = turn_budget_s
+        self._summary_budget_s = summary_budget_s or turn_budget_s / 2
 
     async def generate(self, request: EngineRequest) -> str:
-        messages: list[ChatCompletionMessageParam] = [
-            {"role": "system", "content": system_prompt(request.channel, request.summary)}
-        ]
-        for turn in request.history:
-            if turn.role == "user":
-                messages.append({"role": "user", "content": turn.text})
-            else:
-                messages.append({"role": "assistant", "content": turn.text})
-        messages.append({"role": "user", "content": request.user_text})
-        try:
-            completion = await asyncio.wait_for(
-                self._client.chat.completions.create(model=self._model, messages=messages),
-                self._turn_budget_s,
+        messages = _chat_messages(request)
+
+        async def attempt(timeout_s: float) -> str:
+            completion = await self._client.chat.completions.create(
+                model=self._model, messages=messages, timeout=timeout_s
             )
-        except (TimeoutError, openai.APIError) as exc:
-            raise EngineError(type(exc).__name__) from exc
-        content = completion.choices[0].message.content if completion.choices else None
-        if not content or not content.strip():
-            raise EngineError("empty_completion")
-        return content.strip()
+            return _completion_text(completion)
+
+        text, _ = await self._retrying(attempt, self._budget(request))
+        return text
+
+    async def stream(self, request: EngineRequest) -> AsyncIterator[str]:
+        messages = _chat_messages(request)
+        loop = asyncio.get_running_loop()
+
+        async def attempt(timeout_s: float) -> tuple[Chunks, str, float]:
+            # The attempt lasts until the first delta: only then is it safe to retry.
+            deadline = loop.time() + timeout_s
+            chunks = await self._client.chat.completions.create(
+                model=self._model, messages=messages, stream=True, timeout=timeout_s
+            )
+            try:
+                first = await _next_text(chunks, first=True)
+            except BaseException:
+                await chunks.close()
+                raise
+            if first is None:
+                await chunks.close()
+                raise EngineError("empty_completion", detail="stream ended without text")
+            return chunks, first, deadline
+
+        (chunks, first, deadline), attempts = await self._retrying(attempt, self._budget(request))
+        try:
+            yield first
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        text = await _next_text(chunks)
+                except TimeoutError as exc:
+                    detail = "stream outlived its attempt timeout"
+                    raise EngineError("timeout", attempts=attempts, detail=detail) from exc
+                except openai.APIError as exc:
+                    failure = classify_openai_error(exc) or Failure("server_error", False)
+                    detail = f"broke off mid-stream: {failure.detail}"
+                    raise EngineError(failure.reason, attempts=attempts, detail=detail) from exc
+                if text is None:
+                    return
+                yield text
+        finally:
+            await chunks.close()
+
+    async def summarize(
+        self, previous_summary: str, turns: Sequence[EngineTurn], max_chars: int
+    ) -> str:
+        if not turns:
+            return keep_newest(previous_summary, max_chars)
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": "system", "content": summary_instructions(max_chars)},
+            {"role": "user", "content": summary_input(previous_summary, turns)},
+        ]
+
+        async def attempt(timeout_s: float) -> str:
+            completion = await self._client.chat.completions.create(
+                model=self._model,
+                messages=messages,
+                # Roughly 4 characters a token; the slack lets the model finish its sentence.
+                max_tokens=max(32, max_chars // 3),
+                timeout=timeout_s,
+            )
+            return _completion_text(completion)
+
+        text, _ = await self._retrying(attempt, self._summary_budget_s)
+        return keep_newest(text, max_chars)
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    def _budget(self, request: EngineRequest) -> float:
+        return self._turn_budget_s if request.budget_s is None else request.budget_s
+
+    async def _retrying(
+        self, attempt: Callable[[float], Awaitable[T]], budget_s: float
+    ) -> tuple[T, int]:
+        return await run_with_retries(
+            attempt,
+            policy=self._policy,
+            budget_s=budget_s,
+            attempt_timeout_s=self._timeout_s,
+            classify=classify_openai_error,
+        )
+
+
+def classify_openai_error(exc: Exception) -> Failure | None:
+    """Retry timeouts, connection errors, 429 and 5xx; honour Retry-After on 429 and 503."""
+    if isinstance(exc, openai.APITimeoutError):
+        return Failure("timeout", True, detail="APITimeoutError")
+    if isinstance(exc, openai.APIConnectionError):
+        return Failure("connection", True, detail="APIConnectionError")
+    if isinstance(exc, openai.APIStatusError):
+        status, detail = exc.status_code, f"{type(exc).__name__} {exc.status_code}"
+        hint = parse_retry_after(exc.response.headers) if status in (429, 503) else None
+        if status == 429:
+            return Failure("rate_limited", True, hint, detail)
+        if status >= 500:
+            return Failure("server_error", True, hint, detail)
+        return Failure("client_error", False, detail=detail)
+    if isinstance(exc, openai.APIError):
+        # No status: an error event inside a stream, or a body that is not a completion.
+        return Failure("server_error", True, detail=type(exc).__name__)
+    return None
+
+
+def _chat_messages(request: EngineRequest) -> list[ChatCompletionMessageParam]:
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": system_prompt(request.channel, request.summary)}
+    ]
+    for turn in request.history:
+        if turn.role == "user":
+            messages.append({"role": "user", "content": turn.text})
+        else:
+            messages.append({"role": "assistant", "content": turn.text})
+    messages.append({"role": "user", "content": request.user_text})
+    return messages
+
+
+def _completion_text(completion: ChatCompletion) -> str:
+    content = completion.choices[0].message.content if completion.choices else None
+    if not content or not content.strip():
+        raise EngineError("empty_completion", detail="completion had no text")
+    return content.strip()
+
+
+async def _next_text(chunks: Chunks, *, first: bool = False) -> str | None:
+    """The next non-empty content delta, or None at the end of the stream.
+
+    The `first` delta loses its leading whitespace (as `generate` strips its answer).
+    """
+    while True:
+        try:
+            chunk = await chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+        text = chunk.choices[0].delta.content if chunk.choices else None
+        if text and first:
+            text = text.lstrip()
+        if text:
+            return text

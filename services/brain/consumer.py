@@ -1,0 +1,197 @@
+"""The brain's consumer loop on aiokafka: fetch, schedule per partition, commit safely.
+
+Why not a FastStream subscriber here: it hands records to the handler one at a time per
+partition (or, with `max_workers`, concurrently but without ordered commits). The brain needs
+both concurrency across conversations and commits that never pass an unfinished record, so
+it owns this small loop; FastStream still does all publishing.
+
+- Fetched records go to their partition's `PartitionScheduler`.
+- A committer commits each partition's finished prefix every `commit_interval_s` (and on
+  revocation and shutdown). A crash redoes at most that much finished work, idempotently.
+- When too many records are buffered, fetching pauses (backpressure) and resumes at half.
+- On revocation each revoked partition is drained for `drain_timeout_s`, its finished prefix
+  committed, and the rest abandoned for the new owner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+from prometheus_client import Gauge
+
+from services.brain.double_texting import DoubleTextingPolicy
+from services.brain.scheduler import PartitionScheduler, TurnHandler, Work
+from shared.logs import get_logger
+
+log = get_logger("brain.consumer")
+
+IN_FLIGHT = Gauge("switchboard_brain_records_in_flight", "Fetched records not yet committable")
+
+Parse = Callable[[ConsumerRecord], Work]
+
+
+class KeyOrderedConsumer:
+    """Consumes one topic in a consumer group with key-ordered concurrency."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str,
+        client_id: str,
+        parse: Parse,
+        handle: TurnHandler,
+        policy: DoubleTextingPolicy,
+        max_in_flight: int,
+        drain_timeout_s: float,
+        commit_interval_s: float = 0.2,
+    ) -> None:
+        self._topic = topic
+        self._parse = parse
+        self._handle = handle
+        self._policy = policy
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_buffered = max_in_flight * 2
+        self._drain_timeout_s = drain_timeout_s
+        self._commit_interval_s = commit_interval_s
+        self._schedulers: dict[TopicPartition, PartitionScheduler] = {}
+        self._paused = False
+        self._commit_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._options = {
+            "bootstrap_servers": bootstrap_servers,
+            "group_id": group_id,
+            "client_id": client_id,
+        }
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        """Join the group and start fetching and committing in the background."""
+        # aiokafka binds to the running loop at construction, so build it here.
+        self._consumer = AIOKafkaConsumer(
+            **self._options,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+        )
+        self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+        await self._consumer.start()
+        self._tasks = [
+            asyncio.create_task(self._fetch_loop(), name="brain-fetch"),
+            asyncio.create_task(self._commit_loop(), name="brain-commit"),
+        ]
+
+    async def stop(self) -> None:
+        """Finish or abandon running turns, commit what finished, leave the group."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._release(list(self._schedulers))
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    # -- loops -----------------------------------------------------------------------------
+
+    @property
+    def _kafka(self) -> AIOKafkaConsumer:
+        assert self._consumer is not None, "start() first"
+        return self._consumer
+
+    async def _fetch_loop(self) -> None:
+        while True:
+            try:
+                fetched = await self._kafka.getmany(timeout_ms=200, max_records=500)
+            except KafkaError as exc:
+                log.warning("brain.fetch.failed", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in fetched.items():
+                scheduler = self._schedulers.get(tp)
+                if scheduler is None:  # revoked between fetch and here: the new owner has it
+                    continue
+                for record in records:
+                    scheduler.add(self._parse(record))
+            self._apply_backpressure()
+
+    def _apply_backpressure(self) -> None:
+        buffered = sum(s.in_flight for s in self._schedulers.values())
+        IN_FLIGHT.set(buffered)
+        assigned = list(self._schedulers)
+        if not self._paused and buffered >= self._max_buffered:
+            self._kafka.pause(*assigned)
+            self._paused = True
+        elif self._paused and buffered < self._max_buffered // 2:
+            self._kafka.resume(*assigned)
+            self._paused = False
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._commit_interval_s)
+            await self._commit(list(self._schedulers))
+            self._apply_backpressure()
+
+    async def _commit(self, partitions: list[TopicPartition]) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for tp in partitions:
+            scheduler = self._schedulers.get(tp)
+            offset = scheduler.offsets.to_commit() if scheduler else None
+            if offset is not None:
+                offsets[tp] = offset
+        if not offsets:
+            return
+        async with self._commit_lock:
+            try:
+                await self._kafka.commit(offsets)
+            except (CommitFailedError, KafkaError) as exc:
+                # Lost the partition (rebalance) or the broker hiccuped: the records are
+                # redone by whoever owns them, idempotently. Next round retries ours.
+                log.warning("brain.commit.failed", error=type(exc).__name__)
+                return
+        for tp, offset in offsets.items():
+            scheduler = self._schedulers.get(tp)
+            if scheduler is not None:
+                scheduler.offsets.committed(offset)
+
+    # -- rebalancing -----------------------------------------------------------------------
+
+    def _assign(self, partitions: set[TopicPartition]) -> None:
+        for tp in partitions:
+            if tp not in self._schedulers:
+                self._schedulers[tp] = PartitionScheduler(
+                    tp.partition, self._handle, self._policy, self._slots
+                )
+        if self._paused:  # new partitions start fetching; the loop re-pauses if needed
+            self._kafka.resume(*self._schedulers)
+            self._paused = False
+        log.info("brain.partitions.assigned", partitions=sorted(tp.partition for tp in partitions))
+
+    async def _release(self, partitions: list[TopicPartition]) -> None:
+        schedulers = [self._schedulers[tp] for tp in partitions if tp in self._schedulers]
+        await asyncio.gather(*(s.drain(self._drain_timeout_s) for s in schedulers))
+        with contextlib.suppress(Exception):
+            await self._commit(partitions)
+        for tp in partitions:
+            self._schedulers.pop(tp, None)
+        if partitions:
+            log.info(
+                "brain.partitions.released", partitions=sorted(tp.partition for tp in partitions)
+            )
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Drains and commits revoked partitions before the group hands them on."""
+
+    def __init__(self, consumer: KeyOrderedConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._consumer._release(list(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._consumer._assign(set(assigned))
