@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+import phonenumbers
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import BaseServiceSettings
@@ -26,6 +27,33 @@ class IngressSettings(BaseServiceSettings):
     publish_timeout_s: float = Field(
         default=10.0, gt=0, description="Longest wait for Kafka to acknowledge an inbound event."
     )
+    default_region: str = Field(
+        default="US",
+        description="ISO 3166 region assumed for phone numbers written without `+<country>`.",
+    )
+    link_code_ttl_s: int = Field(
+        default=600, ge=1, le=3600, description="Lifetime of a chat-to-phone link code."
+    )
+    link_max_attempts: int = Field(
+        default=5, ge=1, le=10, description="Wrong codes allowed before a pending link is burned."
+    )
+    link_starts_per_session: int = Field(
+        default=3, ge=1, description="Link codes one chat session may request per rate window."
+    )
+    link_starts_per_phone: int = Field(
+        default=5, ge=1, description="Link codes one phone number may receive per rate window."
+    )
+    link_rate_window_s: int = Field(
+        default=3600, ge=1, description="Window of the link-code rate limits (fixed window)."
+    )
+
+    @field_validator("default_region")
+    @classmethod
+    def _known_region(cls, value: str) -> str:
+        region = value.strip().upper()
+        if region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"INGRESS_DEFAULT_REGION {value!r} is not a known region code")
+        return region
 
     @model_validator(mode="after")
     def _no_dev_secret_in_production(self) -> IngressSettings:

@@ -1,40 +1,96 @@
 """Identity resolution: which conversation an address on a channel belongs to.
 
 Voice and SMS share the customer's E.164 number, so both land in the same conversation by
-default. A web chat session is its own anonymous conversation until a verified linking step
-(a later issue) writes an explicit mapping; explicit mappings win over the defaults.
+default; phone addresses are normalized first, so every spelling of a number is one customer.
+A web chat session is its own anonymous conversation until a verified linking step
+(`services/ingress/linking/`) writes an explicit mapping; explicit mappings win over the
+defaults. Rules and the linking flow: docs/identity.md.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+import phonenumbers
 from redis.asyncio import Redis
 
 from shared.contracts import Channel
 
-_PHONE_CHANNELS = {Channel.SMS, Channel.VOICE}
+PHONE_CHANNELS = frozenset({Channel.SMS, Channel.VOICE})
+DEFAULT_REGION = "US"
+_MAX_RAW_PHONE = 64
+
+
+class InvalidPhoneNumber(ValueError):
+    """`raw` is not a phone number we can turn into E.164. The message says why, without it."""
+
+
+def normalize_phone(raw: str, default_region: str, *, require_valid: bool = True) -> str:
+    """`raw` as E.164 (`+14155550100`); numbers without `+<country>` use `default_region`.
+
+    `require_valid` checks the number against libphonenumber's range metadata (catches typos in
+    what people type). Numbers that providers hand us were already routed by a carrier, so the
+    resolver only asks for a *possible* number: stale metadata must not lock a customer out.
+    """
+    if len(raw) > _MAX_RAW_PHONE:
+        raise InvalidPhoneNumber(f"a phone number has at most {_MAX_RAW_PHONE} characters")
+    try:
+        number = phonenumbers.parse(raw, default_region)
+    except phonenumbers.NumberParseException:
+        raise InvalidPhoneNumber("not a phone number") from None
+    if number.extension:
+        raise InvalidPhoneNumber("phone numbers with an extension are not supported")
+    if not phonenumbers.is_possible_number(number):
+        raise InvalidPhoneNumber("not a possible phone number (wrong length or country code)")
+    if require_valid and not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneNumber("not a valid phone number for its country")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _realm(channel: Channel) -> str:
+    return "phone" if channel in PHONE_CHANNELS else channel.value
 
 
 def default_conversation_id(channel: Channel, address: str) -> str:
-    """The conversation an unlinked address belongs to (stable, no lookup needed)."""
-    realm = "phone" if channel in _PHONE_CHANNELS else channel.value
-    digest = hashlib.sha256(f"{realm}:{address}".encode()).hexdigest()[:24]
+    """The conversation an unlinked address belongs to (stable, no lookup needed).
+
+    `address` must be canonical (see `IdentityResolver.canonical_address`): E.164 for phones.
+    """
+    digest = hashlib.sha256(f"{_realm(channel)}:{address}".encode()).hexdigest()[:24]
     return f"conv_{digest}"
+
+
+def identity_key(prefix: str, channel: Channel, address: str) -> str:
+    """Redis key of the explicit mapping of a canonical address to a conversation id."""
+    return f"{prefix}:identity:{_realm(channel)}:{address}"
 
 
 class IdentityResolver:
     """Maps (channel, address) to a conversation id, honouring explicit links in Redis."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, default_region: str = DEFAULT_REGION) -> None:
         self._redis = redis
         self._prefix = prefix
+        self.default_region = default_region
 
-    def _key(self, channel: Channel, address: str) -> str:
-        realm = "phone" if channel in _PHONE_CHANNELS else channel.value
-        return f"{self._prefix}:identity:{realm}:{address}"
+    def canonical_address(self, channel: Channel, address: str) -> str:
+        """The address as identity knows it: E.164 for SMS and voice, unchanged otherwise.
+
+        Raises `InvalidPhoneNumber` for a phone channel address that is not a phone number;
+        channel adapters answer that with a 4xx rather than inventing a conversation.
+        """
+        if channel in PHONE_CHANNELS:
+            return normalize_phone(address, self.default_region, require_valid=False)
+        return address
+
+    async def linked_conversation(self, channel: Channel, address: str) -> str | None:
+        """The explicitly mapped conversation of this address, if a link wrote one."""
+        key = identity_key(self._prefix, channel, self.canonical_address(channel, address))
+        linked = await self._redis.get(key)
+        return str(linked) if linked else None
 
     async def resolve(self, channel: Channel, address: str) -> str:
         """The conversation id to key this customer's events by."""
-        linked = await self._redis.get(self._key(channel, address))
-        return str(linked) if linked else default_conversation_id(channel, address)
+        canonical = self.canonical_address(channel, address)
+        linked = await self._redis.get(identity_key(self._prefix, channel, canonical))
+        return str(linked) if linked else default_conversation_id(channel, canonical)

@@ -21,6 +21,11 @@ from services.ingress.channels.webchat.channel import WebChatChannel
 from services.ingress.channels.webchat.tokens import TokenSigner
 from services.ingress.config import IngressSettings
 from services.ingress.identity import IdentityResolver
+from services.ingress.linking.codes import derive_code_key
+from services.ingress.linking.delivery import KafkaReplyPublisher
+from services.ingress.linking.routes import link_router
+from services.ingress.linking.service import LinkService
+from services.ingress.linking.store import LinkLimits, LinkStore
 from services.ingress.publisher import InboundPublisher
 from shared.contracts import Stage
 from shared.logs import get_logger
@@ -37,16 +42,37 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     broker = make_broker(settings.kafka_bootstrap_servers, f"ingress-{settings.instance_id}")
     redis = make_redis(settings.redis_url)
     ops = OpsEmitter(broker, topics.ops, Stage.INGRESS, settings.instance_id)
+    chat_secret = settings.chat_token_secret.get_secret_value().encode()
+    signer = TokenSigner(chat_secret, settings.chat_token_ttl_s)
+    publisher = InboundPublisher(broker, topics.inbound, ops, settings.publish_timeout_s)
+    identity = IdentityResolver(redis, settings.redis_prefix, settings.default_region)
     chat = WebChatChannel(
-        signer=TokenSigner(
-            settings.chat_token_secret.get_secret_value().encode(), settings.chat_token_ttl_s
-        ),
+        signer=signer,
         store=ChatStore(redis, settings.redis_prefix, outbox_ttl_s=settings.chat_outbox_ttl_s),
-        publisher=InboundPublisher(broker, topics.inbound, ops, settings.publish_timeout_s),
-        identity=IdentityResolver(redis, settings.redis_prefix),
+        publisher=publisher,
+        identity=identity,
         ops=ops,
         instance_id=settings.instance_id,
         max_text=settings.chat_max_text,
+    )
+    linking = LinkService(
+        store=LinkStore(
+            redis,
+            settings.redis_prefix,
+            LinkLimits(
+                code_ttl_s=settings.link_code_ttl_s,
+                max_attempts=settings.link_max_attempts,
+                starts_per_session=settings.link_starts_per_session,
+                starts_per_phone=settings.link_starts_per_phone,
+                rate_window_s=settings.link_rate_window_s,
+            ),
+        ),
+        identity=identity,
+        inbound=publisher,
+        send_reply=KafkaReplyPublisher(broker, topics, settings.publish_timeout_s),
+        ops=ops,
+        code_key=derive_code_key(chat_secret),
+        mapping_min_ttl_s=settings.chat_token_ttl_s,
     )
     inbox_redis = make_redis(settings.redis_url, socket_timeout=None)
     inbox = InboxReader(inbox_redis, settings.redis_prefix, settings.instance_id)
@@ -80,6 +106,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     app.state.chat = chat
     app.include_router(health_router("ingress", infrastructure_checks(broker, redis)))
     app.include_router(chat.router())
+    app.include_router(link_router(linking, signer))
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -209,3 +209,45 @@ async def test_workers_joining_and_leaving_mid_run_answer_every_message_once_in_
     await publishing
 
     await assert_each_message_answered_once_in_order(infra, redis, pipeline, conversations)
+
+
+async def test_a_second_voice_utterance_interrupts_a_slow_answer(
+    infra: Infra, redis: Redis, pipeline: Pipeline
+) -> None:
+    pipeline.model.configure(
+        replies=[
+            "Let me check that for you. Your order left our warehouse on Monday and it "
+            "should arrive by Friday at the latest, weather permitting."
+        ],
+        chunk_delay_ms=100,
+    )
+    pipeline.start("brain")
+    call = {"channel": Channel.VOICE, "address": "call-1", "conversation_id": "conv-call"}
+    first = InboundMessage(provider_message_id="utt-1", text="where is my order", **call)
+    second = InboundMessage(provider_message_id="utt-2", text="actually, cancel it", **call)
+    voice_topic = pipeline.topics.replies(Channel.VOICE)
+
+    await publish_paced(infra.kafka_bootstrap_servers, pipeline.topics.inbound, {"c": [first]}, 0)
+    spoken = await read_topic(infra.kafka_bootstrap_servers, voice_topic, lambda e: len(e) >= 1)
+    assert spoken[0]["text"] == "Let me check that for you."
+    await publish_paced(infra.kafka_bootstrap_servers, pipeline.topics.inbound, {"c": [second]}, 0)
+
+    def answered_second(events: list[dict[str, Any]]) -> bool:
+        return any(e["in_reply_to"] == "utt-2" and e["final"] for e in events)
+
+    replies = await read_topic(infra.kafka_bootstrap_servers, voice_topic, answered_second, 60)
+    to_first = [(r["kind"], r["text"]) for r in replies if r["in_reply_to"] == "utt-1"]
+    assert to_first == [("message", "Let me check that for you."), ("stop", "")]
+    to_second = [r["text"] for r in replies if r["in_reply_to"] == "utt-2" and r["text"]]
+    assert to_second == ["You said: actually, cancel it."]
+
+    prefix = pipeline.env["SWITCHBOARD_REDIS_PREFIX"]
+    memory = [json.loads(e) for e in await redis.lrange(f"{prefix}:memory:conv-call:turns", 0, -1)]
+    assert [(e["role"], e["text"], e.get("interrupted", False)) for e in memory] == [
+        ("user", "where is my order", False),
+        ("assistant", "Let me check that for you.", True),
+        ("user", "actually, cancel it", False),
+        ("assistant", "You said: actually, cancel it.", False),
+    ]
+    last_request = pipeline.model.state.requests[-1]["messages"]
+    assert "[interrupted by the caller]" in last_request[-2]["content"]
