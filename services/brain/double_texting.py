@@ -41,13 +41,16 @@ class DoubleTextingPolicy:
     def wait_s(self, last: InboundMessage, now: datetime | None = None) -> float:
         """How much longer a burst ending with `last` stays open for more texts."""
         now = now or datetime.now(UTC)
-        return self.sms_collect_window_s - (now - last.occurred_at).total_seconds()
+        remaining = self.sms_collect_window_s - (now - last.occurred_at).total_seconds()
+        # Never longer than one window, even if the sender's clock runs ahead of ours.
+        return min(remaining, self.sms_collect_window_s)
 
     @staticmethod
     def interrupts(running: InboundMessage, newer: InboundMessage) -> bool:
         """Does `newer` barge in on the voice answer being generated for `running`?"""
         return (
             running.channel is Channel.VOICE
+            and running.kind is MessageKind.TEXT
             and newer.channel is Channel.VOICE
             and newer.kind is MessageKind.TEXT
             and bool(newer.text.strip())

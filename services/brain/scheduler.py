@@ -92,21 +92,27 @@ class PartitionScheduler:
         try:
             while queue and not self._closing:
                 batch = await self._next_batch(key, queue)
+                if self._closing:  # revoked while the SMS burst was collecting
+                    break
                 messages = [w.message for w in batch if w.message is not None]
                 turn = Turn(messages) if messages else None
-                async with self._slots:
-                    if turn is not None:
-                        self._running[key] = turn
-                    try:
+                if turn is not None:
+                    self._running[key] = turn  # interruptible while waiting for a slot too
+                    if self._superseded(turn, queue, len(batch)):
+                        turn.interrupt()
+                try:
+                    async with self._slots:
+                        if self._closing:  # revoked while waiting for a slot
+                            break
                         await self._handle(batch, turn)
-                    except Exception:
-                        # The handler retries and dead-letters by itself; reaching here is a
-                        # bug. Keep the records (never skip one) and try again shortly.
-                        log.exception("brain.scheduler.handler_failed", partition=self.partition)
-                        await asyncio.sleep(1.0)
-                        continue
-                    finally:
-                        self._running.pop(key, None)
+                except Exception:
+                    # The handler retries and dead-letters by itself; reaching here is a bug.
+                    # Keep the records (never skip one) and try again shortly, slot freed.
+                    log.exception("brain.scheduler.handler_failed", partition=self.partition)
+                    await asyncio.sleep(1.0)
+                    continue
+                finally:
+                    self._running.pop(key, None)
                 for work in batch:
                     queue.popleft()
                     self.offsets.finished(work.record.offset)
@@ -115,6 +121,13 @@ class PartitionScheduler:
             self._arrived.pop(key, None)
             if not queue:
                 self._queues.pop(key, None)
+
+    def _superseded(self, turn: Turn, queue: deque[Work], batch_size: int) -> bool:
+        """A newer utterance already queued behind this voice turn makes it moot."""
+        return any(
+            work.message is not None and self._policy.interrupts(turn.first, work.message)
+            for work in islice(queue, batch_size, None)
+        )
 
     async def _next_batch(self, key: bytes | None, queue: deque[Work]) -> list[Work]:
         """The head record, plus the SMS texts that join its burst (waiting for the window)."""

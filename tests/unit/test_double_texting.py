@@ -1,0 +1,141 @@
+"""DoubleTextingPolicy: chat queues, SMS collects a burst, voice interrupts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from services.brain.double_texting import DoubleTextingPolicy
+from shared.contracts import Channel, InboundMessage, MessageKind
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def message(
+    channel: Channel,
+    *,
+    at: datetime = T0,
+    kind: MessageKind = MessageKind.TEXT,
+    text: str = "hello",
+) -> InboundMessage:
+    return InboundMessage(
+        channel=channel,
+        provider_message_id=uuid.uuid4().hex,
+        address="+15551234567",
+        conversation_id="conv-1",
+        kind=kind,
+        text=text,
+        occurred_at=at,
+    )
+
+
+def later(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+POLICY = DoubleTextingPolicy(sms_collect_window_s=2.0)
+
+
+def test_default_max_collected() -> None:
+    assert POLICY.max_collected == 10
+
+
+def test_chat_never_collects_nor_interrupts() -> None:
+    first = message(Channel.CHAT)
+    second = message(Channel.CHAT, at=later(0.1))
+    assert not POLICY.collects(first)
+    assert not POLICY.joins(first, second)
+    assert not POLICY.joins(first, message(Channel.CHAT))  # even at the same instant
+    assert not DoubleTextingPolicy.interrupts(first, second)
+
+
+def test_sms_text_collects() -> None:
+    assert POLICY.collects(message(Channel.SMS))
+
+
+def test_voice_and_non_text_do_not_collect() -> None:
+    assert not POLICY.collects(message(Channel.VOICE))
+    assert not POLICY.collects(message(Channel.SMS, kind=MessageKind.DTMF, text="1"))
+    assert not POLICY.collects(message(Channel.SMS, kind=MessageKind.IDENTITY_LINKED, text=""))
+
+
+@pytest.mark.parametrize(
+    ("gap_s", "joins"),
+    [
+        (0.0, True),
+        (0.5, True),
+        (2.0, True),  # exactly the window: still the same burst
+        (2.000001, False),  # a microsecond beyond: a new turn
+        (2.5, False),
+        (60.0, False),
+    ],
+)
+def test_sms_joins_within_the_window_and_not_beyond(gap_s: float, joins: bool) -> None:
+    previous = message(Channel.SMS)
+    assert POLICY.joins(previous, message(Channel.SMS, at=later(gap_s))) is joins
+
+
+def test_sms_joins_only_sms_texts() -> None:
+    sms = message(Channel.SMS)
+    assert not POLICY.joins(sms, message(Channel.CHAT, at=later(0.1)))
+    assert not POLICY.joins(sms, message(Channel.VOICE, at=later(0.1)))
+    assert not POLICY.joins(sms, message(Channel.SMS, at=later(0.1), kind=MessageKind.DTMF))
+    assert not POLICY.joins(message(Channel.CHAT), message(Channel.SMS, at=later(0.1)))
+
+
+def test_window_zero_disables_collecting() -> None:
+    off = DoubleTextingPolicy(sms_collect_window_s=0)
+    first = message(Channel.SMS)
+    assert not off.collects(first)
+    assert not off.joins(first, message(Channel.SMS))  # same instant: still separate
+
+
+def test_wait_s_is_what_is_left_of_the_window_after_the_last_text() -> None:
+    last = message(Channel.SMS)
+    assert POLICY.wait_s(last, now=T0) == pytest.approx(2.0)
+    assert POLICY.wait_s(last, now=later(0.5)) == pytest.approx(1.5)
+    assert POLICY.wait_s(last, now=later(2.0)) == pytest.approx(0.0)
+    assert POLICY.wait_s(last, now=later(3.0)) == pytest.approx(-1.0)
+
+
+def test_wait_s_defaults_to_the_wall_clock() -> None:
+    fresh = message(Channel.SMS, at=datetime.now(UTC))
+    assert 1.0 < POLICY.wait_s(fresh) <= 2.0
+    old = message(Channel.SMS, at=datetime.now(UTC) - timedelta(seconds=10))
+    assert POLICY.wait_s(old) < -7.0
+
+
+def test_voice_newer_final_text_interrupts_a_running_voice_turn() -> None:
+    running = message(Channel.VOICE, text="what are your hours")
+    newer = message(Channel.VOICE, at=later(1), text="actually, never mind")
+    assert DoubleTextingPolicy.interrupts(running, newer)
+    assert POLICY.interrupts(running, newer)
+
+
+@pytest.mark.parametrize(
+    "newer",
+    [
+        message(Channel.VOICE, kind=MessageKind.PARTIAL_TRANSCRIPT, text="actually"),
+        message(Channel.VOICE, text=""),
+        message(Channel.VOICE, text="   "),
+        message(Channel.VOICE, kind=MessageKind.DTMF, text="5"),
+        message(Channel.VOICE, kind=MessageKind.CALL_ENDED, text=""),
+        message(Channel.SMS, text="are you there"),
+        message(Channel.CHAT, text="are you there"),
+    ],
+    ids=["partial", "empty", "blank", "dtmf", "call_ended", "sms", "chat"],
+)
+def test_voice_is_not_interrupted_by_partials_or_other_channels(newer: InboundMessage) -> None:
+    running = message(Channel.VOICE, text="what are your hours")
+    assert not DoubleTextingPolicy.interrupts(running, newer)
+
+
+@pytest.mark.parametrize("channel", [Channel.CHAT, Channel.SMS])
+def test_non_voice_running_turns_are_never_interrupted(channel: Channel) -> None:
+    running = message(channel)
+    assert not DoubleTextingPolicy.interrupts(running, message(Channel.VOICE, at=later(1)))
+    assert not DoubleTextingPolicy.interrupts(running, message(channel, at=later(1)))
