@@ -22,10 +22,18 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
+# KEYS: ledger, outbox, fence. ARGV: reply id, reply json, ledger ttl, outbox ttl, fence ('' if
+# none). The fence is the brain's lock token: a reply older than one already accepted for the
+# conversation comes from a worker that lost its lock, and is refused.
 _PUT_REPLY = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'pending' end
   return 'done'
+end
+if ARGV[5] ~= '' then
+  local highest = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if tonumber(ARGV[5]) < highest then return 'stale' end
+  redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -63,6 +71,8 @@ class PutResult(StrEnum):
     """Seen before and still waiting for a socket (ring the holder again)."""
     DONE = "done"
     """Seen before and already sent: a duplicate, drop it."""
+    STALE = "stale"
+    """Emitted under an older lock token than a reply already accepted: refused."""
 
 
 @dataclass(frozen=True)
@@ -105,11 +115,27 @@ class ChatStore:
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, "chat", *parts))
 
-    async def put_reply(self, session_id: str, reply: PendingReply) -> PutResult:
-        """Store a reply for delivery, once per `reply_id` (atomic with the ledger)."""
+    async def put_reply(
+        self, session_id: str, reply: PendingReply, fence: int | None = None
+    ) -> PutResult:
+        """Store a reply for delivery, once per `reply_id` (atomic with the ledger).
+
+        `fence` is the brain's conversation lock token (`Reply.fence`); replies fenced below
+        the highest already accepted for the conversation are refused as `STALE`.
+        """
         result = await self._put(
-            keys=[self._key("ledger", reply.reply_id), self._key("outbox", session_id)],
-            args=[reply.reply_id, reply.to_json(), self.outbox_ttl_s, self.outbox_ttl_s],
+            keys=[
+                self._key("ledger", reply.reply_id),
+                self._key("outbox", session_id),
+                self._key("fence", reply.conversation_id),
+            ],
+            args=[
+                reply.reply_id,
+                reply.to_json(),
+                self.outbox_ttl_s,
+                self.outbox_ttl_s,
+                "" if fence is None else fence,
+            ],
         )
         return PutResult(result)
 

@@ -38,6 +38,22 @@ def store(redis: Redis, namespace: str) -> ChatStore:
 # --- outbox and delivery ledger -------------------------------------------------------------
 
 
+async def test_a_reply_fenced_below_an_accepted_one_is_refused(store: ChatStore) -> None:
+    # Worker with lock token 5 lost the conversation to token 6, which answered first.
+    assert await store.put_reply(SESSION, pending("r1"), fence=6) is PutResult.NEW
+    assert await store.put_reply(SESSION, pending("r2"), fence=6) is PutResult.NEW
+    assert await store.put_reply(SESSION, pending("late"), fence=5) is PutResult.STALE
+    assert await store.put_reply(SESSION, pending("r3"), fence=7) is PutResult.NEW
+    assert await store.put_reply(SESSION, pending("unfenced")) is PutResult.NEW
+
+    assert sorted(r.reply_id for r in await store.take_pending(SESSION)) == [
+        "r1",
+        "r2",
+        "r3",
+        "unfenced",
+    ]
+
+
 async def test_first_put_is_new_and_a_repeat_while_waiting_is_pending(store: ChatStore) -> None:
     assert await store.put_reply(SESSION, pending("r1")) is PutResult.NEW
     assert await store.put_reply(SESSION, pending("r1")) is PutResult.PENDING

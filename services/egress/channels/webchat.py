@@ -36,6 +36,7 @@ class WebChatOutput:
                 text=reply.text,
                 created_ms=now_ms(),
             ),
+            fence=reply.fence,
         )
         ids = {
             "channel": Channel.CHAT,
@@ -44,6 +45,9 @@ class WebChatOutput:
         }
         if result is PutResult.DONE:
             await self._ops.emit(Lifecycle.DEDUPED, **ids)
+            return
+        if result is PutResult.STALE:
+            await self._ops.emit(Lifecycle.FENCED, reason="stale_fencing_token", **ids)
             return
         holder = await self._store.holder(session_id)
         if holder is None:
