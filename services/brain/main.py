@@ -18,12 +18,11 @@ from services.brain.turns import TurnProcessor
 from services.brain.worker import TurnRunner, parse_work
 from services.common.deadletter import DeadLetterPublisher
 from services.common.http import health_router, infrastructure_checks
-from services.common.kafka import ensure_topics, make_broker
+from services.common.kafka import ensure_topics, make_broker, publish_event
 from services.common.ops import OpsEmitter
 from services.common.redis import make_redis
 from shared.contracts import Reply, Stage
 from shared.logs import get_logger
-from shared.tracing import to_headers
 
 log = get_logger("brain")
 
@@ -41,16 +40,7 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
     engine = engine or build_engine(settings)
 
     async def publish_reply(reply: Reply) -> None:
-        await broker.publish(
-            reply.model_dump_json().encode(),
-            topics.replies(reply.channel),
-            key=reply.conversation_id.encode(),
-            headers={
-                "content-type": "application/json",
-                "sb-event": "Reply",
-                **to_headers(reply.trace),
-            },
-        )
+        await publish_event(broker, topics.replies(reply.channel), reply)
 
     memory = ConversationMemory(
         redis,

@@ -9,7 +9,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
+from shared.contracts import InboundMessage, Reply
 from shared.logs import get_logger
+from shared.tracing import to_headers
 
 log = get_logger("kafka")
 
@@ -58,3 +60,22 @@ async def ensure_topics(
 def decode_headers(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
     """Kafka record headers as a str dict (invalid UTF-8 replaced)."""
     return {key: value.decode("utf-8", "replace") for key, value in raw or ()}
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: InboundMessage | Reply) -> None:
+    """Publish a keyed pipeline event with the standard headers; returns once Kafka acked it.
+
+    The key is the conversation id (one conversation, one partition, one order); headers name
+    the event and its schema version and carry the W3C trace context.
+    """
+    await broker.publish(
+        event.model_dump_json().encode(),
+        topic,
+        key=event.conversation_id.encode(),
+        headers={
+            "content-type": "application/json",
+            "sb-event": type(event).__name__,
+            "sb-schema-version": str(event.schema_version),
+            **to_headers(event.trace),
+        },
+    )

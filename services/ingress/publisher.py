@@ -8,9 +8,9 @@ import time
 from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Histogram
 
+from services.common.kafka import publish_event
 from services.common.ops import OpsEmitter
 from shared.contracts import InboundMessage, Lifecycle
-from shared.tracing import to_headers
 
 INBOUND_PUBLISHED = Counter(
     "switchboard_ingress_published_total", "Inbound events acknowledged by Kafka", ["channel"]
@@ -36,21 +36,9 @@ class InboundPublisher:
     async def publish(self, message: InboundMessage) -> None:
         """Return only once Kafka has the event (acks=all); raise `PublishFailed` otherwise."""
         started = time.perf_counter()
-        headers = {
-            "content-type": "application/json",
-            "sb-event": "InboundMessage",
-            "sb-schema-version": str(message.schema_version),
-            **to_headers(message.trace),
-        }
         try:
             await asyncio.wait_for(
-                self._broker.publish(
-                    message.model_dump_json().encode(),
-                    self._topic,
-                    key=message.conversation_id.encode(),
-                    headers=headers,
-                ),
-                self._timeout_s,
+                publish_event(self._broker, self._topic, message), self._timeout_s
             )
         except Exception as exc:
             await self._ops.emit(

@@ -35,11 +35,9 @@ class Stack:
             process.stop()
 
 
-@pytest.fixture
-def stack(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Stack]:
-    """A fresh, isolated deployment (own topics and Redis keys) for one test."""
-    model = FakeOpenAIServer(FakeModelConfig(api_key="test-key")).start()
-    env = {
+def stack_env(infra: Infra, namespace: str, model: FakeOpenAIServer) -> dict[str, str]:
+    """Environment of every service process of one isolated deployment."""
+    return {
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
         "REDIS_URL": infra.redis_url,
         "SWITCHBOARD_TOPIC_NAMESPACE": namespace,
@@ -51,6 +49,13 @@ def stack(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Stack]:
         "OPENAI_MODEL": "fake-model",
         "LOG_LEVEL": "INFO",
     }
+
+
+@pytest.fixture
+def stack(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Stack]:
+    """A fresh, isolated deployment (own topics and Redis keys) for one test."""
+    model = FakeOpenAIServer(FakeModelConfig(api_key="test-key")).start()
+    env = stack_env(infra, namespace, model)
     deployment = Stack(env=env, model=model, log_dir=tmp_path)
     for name in ("ingress", "brain", "egress"):
         deployment.start(name)

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
 from shared.contracts import Channel, InboundMessage, reply_id_for
 from shared.topics import Topics
+from tests.e2e.conftest import stack_env
 from tests.support.infra import Infra
 from tests.support.kafka import read_topic
 from tests.support.processes import ServiceProcess
@@ -53,17 +54,9 @@ class Pipeline:
 def pipeline(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Pipeline]:
     model = FakeOpenAIServer(FakeModelConfig(api_key="test-key", latency_ms=20)).start()
     env = {
-        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
-        "REDIS_URL": infra.redis_url,
-        "SWITCHBOARD_TOPIC_NAMESPACE": namespace,
-        "SWITCHBOARD_REDIS_PREFIX": namespace,
-        "SWITCHBOARD_TOPIC_PARTITIONS": "3",
-        "BRAIN_ENGINE": "openai",
-        "OPENAI_API_KEY": "test-key",
-        "OPENAI_BASE_URL": model.base_url,
+        **stack_env(infra, namespace, model),
         "BRAIN_MEMORY_MAX_TURNS": str(4 * PER_CONVERSATION),
         "BRAIN_LOCK_TTL_MS": "2000",
-        "LOG_LEVEL": "INFO",
     }
     deployment = Pipeline(env, model, tmp_path, Topics(namespace))
     deployment.start("egress")

@@ -10,10 +10,10 @@ import asyncio
 
 from faststream.kafka import KafkaBroker
 
+from services.common.kafka import publish_event
 from services.ingress.publisher import PublishFailed
 from shared.contracts import Reply
 from shared.topics import Topics
-from shared.tracing import to_headers
 
 
 class KafkaReplyPublisher:
@@ -26,20 +26,9 @@ class KafkaReplyPublisher:
 
     async def __call__(self, reply: Reply) -> None:
         """Return only once Kafka has the reply; raise `PublishFailed` otherwise."""
-        headers = {
-            "content-type": "application/json",
-            "sb-event": "Reply",
-            "sb-schema-version": str(reply.schema_version),
-            **to_headers(reply.trace),
-        }
         try:
             await asyncio.wait_for(
-                self._broker.publish(
-                    reply.model_dump_json().encode(),
-                    self._topics.replies(reply.channel),
-                    key=reply.conversation_id.encode(),
-                    headers=headers,
-                ),
+                publish_event(self._broker, self._topics.replies(reply.channel), reply),
                 self._timeout_s,
             )
         except Exception as exc:
