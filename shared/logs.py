@@ -44,7 +44,16 @@ def configure_logging(
         level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
     # Libraries are chatty at INFO (every rebalance, every request line); keep them at WARNING.
-    for noisy in ("aiokafka", "faststream", "uvicorn.access", "httpx", "openai"):
+    for noisy in (
+        "aiokafka",
+        "faststream",
+        "uvicorn.access",
+        "httpx",
+        "httpx2",
+        "httpcore",
+        "httpcore2",
+        "openai",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

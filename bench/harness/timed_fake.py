@@ -1,0 +1,81 @@
+"""The fake OpenAI server with server-side timing: `python -m bench.harness.timed_fake`.
+
+Same app as `switchboard fake openai` (`services.fakes.openai_server.create_app`), wrapped in
+a small ASGI layer that times each chat completion from its first byte in to its last byte
+out, keyed by the request's last user message. `GET /_bench/timings` returns them. Benchmark
+1 uses it to subtract only what the model server itself spent, so the brain's model-client
+CPU (openai SDK, HTTP) counts as orchestration overhead in that variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import uvicorn
+from fastapi.responses import JSONResponse
+
+from services.fakes.openai_server import FakeModelConfig, FakeModelState, create_app
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class ServerTiming:
+    """ASGI middleware: {last user message: milliseconds} of chat completion requests."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.timings: dict[str, float] = {}
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        body = bytearray()
+
+        async def receive_and_keep() -> Message:
+            message: Message = await receive()
+            body.extend(message.get("body", b""))
+            return message
+
+        async def send_and_time(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                self.timings[_last_user(bytes(body))] = (time.perf_counter() - started) * 1000
+
+        await self.app(scope, receive_and_keep, send_and_time)
+
+
+def _last_user(body: bytes) -> str:
+    try:
+        messages = json.loads(body).get("messages", [])
+    except ValueError:
+        return ""
+    users = [m.get("content", "") for m in messages if m.get("role") == "user"]
+    return str(users[-1]) if users else ""
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency-ms", type=int, default=0)
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args(argv)
+    app = create_app(
+        FakeModelState(FakeModelConfig(latency_ms=args.latency_ms, api_key=args.api_key))
+    )
+    timed = ServerTiming(app)
+
+    @app.get("/_bench/timings")
+    async def timings() -> JSONResponse:
+        return JSONResponse(timed.timings)
+
+    uvicorn.run(timed, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
