@@ -18,16 +18,15 @@ from redis.asyncio import Redis
 from services.brain.config import BrainSettings
 from services.brain.engines import Engine
 from services.brain.locks import ConversationLocks
-from services.brain.memory import ConversationMemory, MemoryLimits
-from services.brain.shaping import ShapingRules
+from services.brain.main import build_turn_processor
+from services.brain.memory import ConversationMemory
 from services.brain.turns import TurnProcessor
 from services.brain.worker import TurnRunner
 from services.common.deadletter import DeadLetterPublisher
-from services.common.kafka import make_broker
+from services.common.kafka import make_broker, publish_event
 from services.common.ops import OpsEmitter
 from services.common.redis import make_redis
 from shared.contracts import Reply, Stage
-from shared.tracing import to_headers
 
 PublishProbe = Callable[[Reply, float], None]
 """Called after each reply publish with the reply and the seconds it took."""
@@ -72,39 +71,22 @@ def build(
     ops = OpsEmitter(broker, topics.ops, Stage.BRAIN, settings.instance_id)
     dead_letters = DeadLetterPublisher(broker, topics.dlq_inbound, Stage.BRAIN, ops)
 
-    async def publish_reply(reply: Reply) -> None:  # as in services.brain.main
+    async def publish_reply(reply: Reply) -> None:
         started = time.perf_counter()
-        await broker.publish(
-            reply.model_dump_json().encode(),
-            topics.replies(reply.channel),
-            key=reply.conversation_id.encode(),
-            headers={
-                "content-type": "application/json",
-                "sb-event": "Reply",
-                **to_headers(reply.trace),
-            },
-        )
+        await publish_event(broker, topics.replies(reply.channel), reply)
         if publish_probe is not None:
             publish_probe(reply, time.perf_counter() - started)
 
-    memory = memory_cls(
-        redis,
-        settings.redis_prefix,
-        MemoryLimits(settings.memory_max_turns, settings.memory_ttl_s, settings.processed_ttl_s),
-    )
-    locks = locks_cls(redis, blocking, settings.redis_prefix, settings.lock_ttl_ms)
-    processor = TurnProcessor(
+    processor = build_turn_processor(
+        settings,
         engine=engine,
-        memory=memory,
-        locks=locks,
-        publish=publish_reply,
+        redis=redis,
+        blocking_redis=blocking,
         ops=ops,
-        rules=ShapingRules(
-            sms_segment_budget=settings.sms_segment_budget,
-            voice_max_chars=settings.voice_max_chars,
-        ),
-        apology_text=settings.apology_text,
-        summary_max_chars=settings.summary_max_chars,
+        publish=publish_reply,
+        memory_cls=memory_cls,
+        locks_cls=locks_cls,
     )
+    memory, locks = processor.memory, processor.locks
     runner = TurnRunner(processor, dead_letters, settings.max_attempts)
     return BrainParts(broker, redis, blocking, engine, memory, locks, processor, runner)

@@ -21,6 +21,12 @@ start() {
     --pidfile "$REDIS_HOME/redis.pid" --logfile "$REDIS_HOME/redis.log" \
     --appendonly yes --appendfsync everysec --save "" --protected-mode yes
   wait_port "$REDIS_PORT" 15 || die "Redis did not start (see $REDIS_HOME/redis.log)"
+  # An open port is not enough: while Redis loads its dump it answers LOADING to everything.
+  for _ in $(seq 1 120); do
+    [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = "PONG" ] && return 0
+    sleep 0.5
+  done
+  die "Redis did not finish loading (see $REDIS_HOME/redis.log)"
 }
 
 stop() {

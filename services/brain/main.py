@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from services.brain.config import BrainSettings
 from services.brain.consumer import KeyOrderedConsumer
@@ -14,7 +15,7 @@ from services.brain.engines import Engine, build_engine
 from services.brain.locks import ConversationLocks
 from services.brain.memory import ConversationMemory, MemoryLimits
 from services.brain.shaping import ShapingRules
-from services.brain.turns import TurnProcessor
+from services.brain.turns import ReplySink, TurnProcessor
 from services.brain.worker import TurnRunner, parse_work
 from services.common.deadletter import DeadLetterPublisher
 from services.common.http import health_router, infrastructure_checks
@@ -25,6 +26,42 @@ from shared.contracts import Reply, Stage
 from shared.logs import get_logger
 
 log = get_logger("brain")
+
+
+def build_turn_processor(
+    settings: BrainSettings,
+    *,
+    engine: Engine,
+    redis: Redis,
+    blocking_redis: Redis,
+    ops: OpsEmitter,
+    publish: ReplySink,
+    memory_cls: type[ConversationMemory] = ConversationMemory,
+    locks_cls: type[ConversationLocks] = ConversationLocks,
+) -> TurnProcessor:
+    """The turn machinery as configured by `settings`.
+
+    `memory_cls` / `locks_cls` let a benchmark wrap timing probes around the real classes.
+    """
+    memory = memory_cls(
+        redis,
+        settings.redis_prefix,
+        MemoryLimits(settings.memory_max_turns, settings.memory_ttl_s, settings.processed_ttl_s),
+    )
+    locks = locks_cls(redis, blocking_redis, settings.redis_prefix, settings.lock_ttl_ms)
+    return TurnProcessor(
+        engine=engine,
+        memory=memory,
+        locks=locks,
+        publish=publish,
+        ops=ops,
+        rules=ShapingRules(
+            sms_segment_budget=settings.sms_segment_budget,
+            voice_max_chars=settings.voice_max_chars,
+        ),
+        apology_text=settings.apology_text,
+        summary_max_chars=settings.summary_max_chars,
+    )
 
 
 def create_app(settings: BrainSettings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -42,24 +79,13 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
     async def publish_reply(reply: Reply) -> None:
         await publish_event(broker, topics.replies(reply.channel), reply)
 
-    memory = ConversationMemory(
-        redis,
-        settings.redis_prefix,
-        MemoryLimits(settings.memory_max_turns, settings.memory_ttl_s, settings.processed_ttl_s),
-    )
-    locks = ConversationLocks(redis, blocking_redis, settings.redis_prefix, settings.lock_ttl_ms)
-    processor = TurnProcessor(
+    processor = build_turn_processor(
+        settings,
         engine=engine,
-        memory=memory,
-        locks=locks,
-        publish=publish_reply,
+        redis=redis,
+        blocking_redis=blocking_redis,
         ops=ops,
-        rules=ShapingRules(
-            sms_segment_budget=settings.sms_segment_budget,
-            voice_max_chars=settings.voice_max_chars,
-        ),
-        apology_text=settings.apology_text,
-        summary_max_chars=settings.summary_max_chars,
+        publish=publish_reply,
     )
     consumer = KeyOrderedConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
+from redis.exceptions import RedisError
 
 from services.brain.engines.base import Engine, EngineError, EngineRequest
 from services.brain.locks import ConversationLocks, Lease, LockLost
@@ -110,8 +111,8 @@ class TurnProcessor:
         summary_max_chars: int,
     ) -> None:
         self._engine = engine
-        self._memory = memory
-        self._locks = locks
+        self._memory = self.memory = memory
+        self._locks = self.locks = locks
         self._publish = publish
         self._ops = ops
         self._rules = rules
@@ -154,7 +155,20 @@ class TurnProcessor:
             return [*published, *replies]
         finally:
             if not released:
+                await self._release(lease)
+
+    async def _release(self, lease: Lease) -> None:
+        """Release, retrying a transient Redis error: an unreleased lock stalls the
+        conversation until its lease runs out."""
+        for attempt in range(3):
+            try:
                 await self._locks.release(lease)
+                return
+            except RedisError:
+                if attempt == 2:
+                    log.warning("brain.lock.release_failed", conversation_id=lease.conversation_id)
+                    return
+                await asyncio.sleep(0.05 * (attempt + 1))
 
     # -- steps -----------------------------------------------------------------------------
 
