@@ -3,7 +3,9 @@
 switchboard ingress | brain | egress     run one service instance (HTTP on its port)
 switchboard topics create                create every topic of the deployment
 switchboard schemas export | check       write / verify shared/schemas/v1.json
-switchboard fake openai                  run the fake OpenAI-compatible model server
+switchboard fake openai | twilio         run a provider fake (model server, Twilio REST API)
+switchboard simulate sms "Hi" --from N   text the running system as Twilio would, show the reply
+switchboard dlq list | replay            dead letters: inspect them, replay them after a fix
 """
 
 from __future__ import annotations
@@ -96,10 +98,36 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def _fake(args: argparse.Namespace, rest: list[str]) -> int:
+    if args.provider == "twilio":
+        from services.fakes import twilio_server
+
+        twilio_server.main(rest)
+        return 0
     from services.fakes import openai_server
 
     openai_server.main(rest)
     return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from services.tools import simulate
+
+    _configure(BaseServiceSettings())
+    return simulate.run(args)
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaConnectionError
+
+    from services.tools import dead_letters
+
+    settings = BaseServiceSettings()
+    _configure(settings)
+    try:
+        return dead_letters.run(args)
+    except KafkaConnectionError:
+        print(f"cannot reach Kafka at {settings.kafka_bootstrap_servers} (is `make up` running?)")
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="JSON Schemas of the contracts")
     schemas.add_argument("action", choices=["export", "check"])
     fake = sub.add_parser("fake", help="run a provider fake (extra arguments go to it)")
-    fake.add_argument("provider", choices=["openai"])
+    fake.add_argument("provider", choices=["openai", "twilio"])
+    from services.tools import dead_letters, simulate
+
+    simulate.add_arguments(sub.add_parser("simulate", help="act as a provider against the system"))
+    dead_letters.add_arguments(sub.add_parser("dlq", help="list or replay dead letters"))
     return parser
 
 
@@ -138,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(_egress, args)
     if args.command == "topics":
         return _topics_create(args)
+    if args.command == "simulate":
+        return _simulate(args)
+    if args.command == "dlq":
+        return _dlq(args)
     return _schemas(args)
 
 

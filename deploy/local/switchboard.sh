@@ -5,12 +5,22 @@
 #   switchboard.sh run     up, follow the logs, and stop everything on Ctrl-C
 #   switchboard.sh status  what is running
 # Service logs: .data/run/<service>.log. Settings come from the environment (see README).
+# Without TWILIO_ACCOUNT_SID, a fake Twilio REST API runs too (port FAKE_TWILIO_PORT, 8010)
+# and SMS replies land there: try it with `switchboard simulate sms "Hi"`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SERVICES=(ingress brain egress)
 declare -A PORTS=([ingress]="${INGRESS_PORT:-8000}" [brain]="${BRAIN_PORT:-8001}" [egress]="${EGRESS_PORT:-8002}")
 
+FAKE_TWILIO_PORT="${FAKE_TWILIO_PORT:-8010}"
+if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
+  export TWILIO_API_BASE="http://127.0.0.1:$FAKE_TWILIO_PORT"
+  FAKES=(twilio)
+else
+  FAKES=()
+fi
+export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${PORTS[ingress]}}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 
@@ -23,6 +33,17 @@ start_service() {
   LOG_FORMAT="${LOG_FORMAT:-json}" nohup "$VENV/bin/switchboard" "$name" --port "$port" \
     >>"$RUN_DIR/$name.log" 2>&1 &
   echo $! >"$RUN_DIR/$name.pid"
+}
+
+start_fake() {
+  local name=$1 pidfile="$RUN_DIR/fake-$1.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return 0; fi
+  port_open "$FAKE_TWILIO_PORT" && die "port $FAKE_TWILIO_PORT is taken: cannot start the fake $name (set FAKE_TWILIO_PORT)"
+  nohup "$VENV/bin/switchboard" fake "$name" --port "$FAKE_TWILIO_PORT" >>"$RUN_DIR/fake-$name.log" 2>&1 &
+  echo $! >"$pidfile"
+  for _ in $(seq 60); do port_open "$FAKE_TWILIO_PORT" && return 0; sleep 0.5; done
+  tail -20 "$RUN_DIR/fake-$name.log" >&2
+  die "the fake $name did not start"
 }
 
 wait_ready() {
@@ -45,16 +66,20 @@ up() {
   if [[ "$KAFKA_BOOTSTRAP_SERVERS" == "127.0.0.1:$KAFKA_PORT" ]]; then "$REPO_ROOT/deploy/local/kafka.sh" start; fi
   if [[ "$REDIS_URL" == "redis://127.0.0.1:$REDIS_PORT/"* ]]; then "$REPO_ROOT/deploy/local/redis.sh" start; fi
   "$VENV/bin/switchboard" topics create >/dev/null
+  for name in "${FAKES[@]}"; do start_fake "$name"; done
   for name in "${SERVICES[@]}"; do start_service "$name"; done
   for name in "${SERVICES[@]}"; do wait_ready "$name"; done
   local engine="offline engine (knowledge file: services/brain/knowledge.md)"
   [ -n "${OPENAI_API_KEY:-}" ] && engine="model ${OPENAI_MODEL:-gpt-4o-mini} at ${OPENAI_BASE_URL:-the OpenAI API}"
+  local sms="Twilio account ${TWILIO_ACCOUNT_SID:-}"
+  [ ${#FAKES[@]} -gt 0 ] && sms="fake Twilio at $TWILIO_API_BASE; try: .venv/bin/switchboard simulate sms \"Hi\""
   cat >&2 <<MSG
 
   Switchboard is up.
     Web chat:   http://127.0.0.1:${PORTS[ingress]}/
     Health:     http://127.0.0.1:${PORTS[ingress]}/readyz  (brain :${PORTS[brain]}, egress :${PORTS[egress]})
     Answers:    $engine
+    SMS:        $sms
     Logs:       $RUN_DIR/{ingress,brain,egress}.log
 
 MSG
@@ -65,6 +90,7 @@ down() {
     [ -f "$RUN_DIR/$name.pid" ] && say "stopping $name"
     stop_pidfile "$RUN_DIR/$name.pid" 15
   done
+  stop_pidfile "$RUN_DIR/fake-twilio.pid" 5
   "$REPO_ROOT/deploy/local/redis.sh" stop
   "$REPO_ROOT/deploy/local/kafka.sh" stop
 }
@@ -77,6 +103,9 @@ status() {
       echo "$name: stopped"
     fi
   done
+  if [ -f "$RUN_DIR/fake-twilio.pid" ] && kill -0 "$(cat "$RUN_DIR/fake-twilio.pid")" 2>/dev/null; then
+    echo "fake twilio: running (port $FAKE_TWILIO_PORT)"
+  fi
   "$REPO_ROOT/deploy/local/kafka.sh" status || true
   "$REPO_ROOT/deploy/local/redis.sh" status || true
 }

@@ -1,6 +1,7 @@
 """At-least-once consumption: the retry/dead-letter policy every consumer shares.
 
-- A record that cannot be parsed is poison: dead-lettered at once, with the reason.
+- A record that cannot be parsed is poison, and some failures are permanent (a provider
+  refused the delivery for good): both are dead-lettered at once, with the reason.
 - Infrastructure errors (Redis, Kafka, network) are retried with backoff for as long as it
   takes: the event is fine, the world is not, and dead-lettering it would lose ordering.
 - Any other error is retried up to `max_attempts`, then dead-lettered so it cannot block its
@@ -35,12 +36,16 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
 EventT = TypeVar("EventT", bound=BaseModel)
 
 
-class PoisonEvent(Exception):
-    """The record itself is bad; retrying cannot help."""
+class PermanentFailure(Exception):
+    """Retrying cannot help (a refused delivery, a config error): park the record at once."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class PoisonEvent(PermanentFailure):
+    """The record itself is bad."""
 
 
 def parse_event(record: ConsumerRecord, model: type[EventT]) -> EventT:
@@ -73,7 +78,7 @@ async def process_reliably(
         try:
             await work()
             return
-        except PoisonEvent as exc:
+        except PermanentFailure as exc:
             await dead_letters.park(record, exc.reason, str(exc), attempt)
             return
         except INFRASTRUCTURE_ERRORS as exc:

@@ -1,14 +1,15 @@
-"""Egress settings (env prefix `EGRESS_`)."""
+"""Egress settings (env prefix `EGRESS_`; Twilio account settings are unprefixed)."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.twilio import TwilioSettings
 from shared.settings import BaseServiceSettings
 
 
-class EgressSettings(BaseServiceSettings):
+class EgressSettings(BaseServiceSettings, TwilioSettings):
     """Settings of one egress worker."""
 
     model_config = SettingsConfigDict(env_prefix="EGRESS_", extra="ignore", populate_by_name=True)
@@ -18,3 +19,37 @@ class EgressSettings(BaseServiceSettings):
     max_attempts: int = Field(
         default=5, ge=1, description="Attempts at a failing reply before it is dead-lettered."
     )
+    batch_max_records: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="Replies fetched at once; different conversations in a batch go in parallel.",
+    )
+    sms_sends_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        description="Send rate per sender across all egress instances (a US long code: 1).",
+    )
+    sms_send_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for Twilio to answer one send."
+    )
+    sms_max_send_attempts: int = Field(
+        default=8, ge=1, description="Sends tried on 429/5xx/network errors before parking."
+    )
+    sms_retry_budget_s: float = Field(
+        default=120.0, gt=0, description="Longest time one reply is retried before parking."
+    )
+    sms_bad_number_ttl_s: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        description="How long a number Twilio called undeliverable is not tried again.",
+    )
+    sms_status_callbacks: bool = Field(
+        default=True, description="Ask Twilio for delivery status callbacks (to ingress)."
+    )
+
+    @model_validator(mode="after")
+    def _no_dev_credentials_in_production(self) -> EgressSettings:
+        if self.environment == "production" and self.uses_dev_credentials():
+            raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
+        return self

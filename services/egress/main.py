@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from collections import defaultdict
 from collections.abc import AsyncIterator
 
+from aiokafka import ConsumerRecord
 from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -19,7 +22,9 @@ from services.common.inbox import InboxWriter
 from services.common.kafka import ensure_topics, make_broker
 from services.common.ops import OpsEmitter
 from services.common.redis import make_redis
-from services.egress.channels import OutputChannel, WebChatOutput
+from services.common.sms_state import SmsConsent, SmsLedger
+from services.egress.channels import OutputChannel, SmsOutput, WebChatOutput
+from services.egress.channels.sms import SenderRateLimit, SendPolicy, TwilioClient
 from services.egress.config import EgressSettings
 from shared.contracts import Reply, Stage
 from shared.logs import get_logger
@@ -37,11 +42,26 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
     redis = make_redis(settings.redis_url)
     ops = OpsEmitter(broker, topics.ops, Stage.EGRESS, settings.instance_id)
     dead_letters = DeadLetterPublisher(broker, topics.dlq_replies, Stage.EGRESS, ops)
+    twilio = TwilioClient(settings, timeout_s=settings.sms_send_timeout_s)
     outputs: list[OutputChannel] = [
         WebChatOutput(
             ChatStore(redis, settings.redis_prefix, outbox_ttl_s=settings.chat_outbox_ttl_s),
             InboxWriter(redis, settings.redis_prefix),
             ops,
+        ),
+        SmsOutput(
+            client=twilio,
+            ledger=SmsLedger(redis, settings.redis_prefix),
+            consent=SmsConsent(redis, settings.redis_prefix, settings.sms_bad_number_ttl_s),
+            rate_limit=SenderRateLimit(redis, settings.redis_prefix, settings.sms_sends_per_second),
+            ops=ops,
+            sender=settings.sender,
+            status_callback=settings.status_callback_url if settings.sms_status_callbacks else None,
+            owner=settings.instance_id,
+            policy=SendPolicy(
+                max_attempts=settings.sms_max_send_attempts,
+                retry_budget_s=settings.sms_retry_budget_s,
+            ),
         ),
     ]
     for output in outputs:
@@ -58,6 +78,7 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
             yield
         finally:
             await broker.stop()
+            await twilio.aclose()
             await redis.aclose()
             log.info("egress.stopped", instance_id=settings.instance_id)
 
@@ -72,22 +93,36 @@ def register_reply_consumer(
     output: OutputChannel,
     dead_letters: DeadLetterPublisher,
 ) -> None:
-    """Subscribe `output` to its channel's reply topic: commit only after delivery."""
+    """Subscribe `output` to its channel's reply topic: commit only after delivery.
+
+    Records come in batches. A batch is split by conversation (the Kafka key): each
+    conversation's replies go out in order, different conversations in parallel, so one slow
+    send does not hold up every other customer. The batch is committed when all are done.
+    """
     channel = output.channel
     subscriber = broker.subscriber(
         settings.topics.replies(channel),
         group_id=settings.group_id(f"egress.{channel.value}"),
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=100,
     )
 
+    async def deliver_in_order(records: list[ConsumerRecord]) -> None:
+        for record in records:
+
+            async def work(record: ConsumerRecord = record) -> None:
+                await output.deliver(parse_event(record, Reply))
+                REPLIES_HANDLED.labels(channel.value).inc()
+
+            await process_reliably(record, work, dead_letters, settings.max_attempts)
+
     @subscriber
-    async def on_reply(message: KafkaMessage) -> None:
-        record = message.raw_message
-
-        async def work() -> None:
-            await output.deliver(parse_event(record, Reply))
-            REPLIES_HANDLED.labels(channel.value).inc()
-
-        await process_reliably(record, work, dead_letters, settings.max_attempts)
+    async def on_replies(message: KafkaMessage) -> None:
+        by_conversation: dict[tuple[int, bytes | None], list[ConsumerRecord]] = defaultdict(list)
+        for record in message.raw_message:
+            by_conversation[(record.partition, record.key)].append(record)
+        await asyncio.gather(*(deliver_in_order(group) for group in by_conversation.values()))
         await message.ack()

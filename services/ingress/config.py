@@ -6,12 +6,13 @@ import phonenumbers
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.common.twilio import TwilioSettings
 from shared.settings import BaseServiceSettings
 
 DEV_CHAT_SECRET = "dev-only-chat-token-secret-change-me"  # noqa: S105 - refused in production
 
 
-class IngressSettings(BaseServiceSettings):
+class IngressSettings(BaseServiceSettings, TwilioSettings):
     """Settings of one ingress instance."""
 
     model_config = SettingsConfigDict(env_prefix="INGRESS_", extra="ignore", populate_by_name=True)
@@ -47,6 +48,14 @@ class IngressSettings(BaseServiceSettings):
         default=3600, ge=1, description="Window of the link-code rate limits (fixed window)."
     )
 
+    sms_help_text: str = Field(
+        default="Switchboard demo: text us any question and our assistant answers. "
+        "Reply STOP to unsubscribe, START to resubscribe.",
+        min_length=1,
+        max_length=320,
+        description="Answer to HELP/INFO texts (sent as TwiML; keep it within 2 segments).",
+    )
+
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
@@ -60,4 +69,6 @@ class IngressSettings(BaseServiceSettings):
         secret = self.chat_token_secret.get_secret_value()
         if self.environment == "production" and (secret == DEV_CHAT_SECRET or len(secret) < 32):
             raise ValueError("INGRESS_CHAT_TOKEN_SECRET must be set (32+ chars) in production")
+        if self.environment == "production" and self.uses_dev_credentials():
+            raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
         return self

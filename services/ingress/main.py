@@ -17,6 +17,8 @@ from services.common.inbox import InboxReader
 from services.common.kafka import ensure_topics, make_broker
 from services.common.ops import OpsEmitter
 from services.common.redis import make_redis
+from services.common.sms_state import SmsConsent, SmsLedger
+from services.ingress.channels.sms.channel import SmsChannel
 from services.ingress.channels.webchat.channel import WebChatChannel
 from services.ingress.channels.webchat.tokens import TokenSigner
 from services.ingress.config import IngressSettings
@@ -54,6 +56,15 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
         ops=ops,
         instance_id=settings.instance_id,
         max_text=settings.chat_max_text,
+    )
+    sms = SmsChannel(
+        twilio=settings,
+        publisher=publisher,
+        identity=identity,
+        consent=SmsConsent(redis, settings.redis_prefix),
+        ledger=SmsLedger(redis, settings.redis_prefix),
+        ops=ops,
+        help_text=settings.sms_help_text,
     )
     linking = LinkService(
         store=LinkStore(
@@ -106,6 +117,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     app.state.chat = chat
     app.include_router(health_router("ingress", infrastructure_checks(broker, redis)))
     app.include_router(chat.router())
+    app.include_router(sms.router())
     app.include_router(link_router(linking, signer))
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

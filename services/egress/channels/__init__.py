@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from services.egress.channels.base import OutputChannel
+from services.egress.channels.sms import SmsOutput
 from services.egress.channels.webchat import WebChatOutput
 
-__all__ = ["OutputChannel", "WebChatOutput"]
+__all__ = ["OutputChannel", "SmsOutput", "WebChatOutput"]

@@ -1,0 +1,152 @@
+"""Twilio's Messages REST API: send one SMS, and look up recent ones (providers.md §2.4).
+
+One pooled `httpx.AsyncClient` per egress process, so connections are reused. Outcomes are
+sorted into three kinds, because each needs different handling by the caller:
+- a `SentMessage`: Twilio took the message and gave it a `sid`;
+- `TwilioError`: Twilio answered with an error envelope, so the message was *not* taken;
+- `TwilioUnreachable`: no answer (timeout, dropped connection, 5xx without an envelope).
+  Twilio may or may not have taken it, so the ledger must look before sending again.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from services.common.twilio import TOO_MANY_REQUESTS, TwilioSettings
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message Twilio accepted."""
+
+    sid: str
+    status: str
+    to: str
+    body: str | None
+    created_at: datetime | None
+
+
+class TwilioError(Exception):
+    """Twilio refused the request with its error envelope (`code`, `message`)."""
+
+    def __init__(self, status: int, code: int | None, message: str, retry_after_s: float | None):
+        super().__init__(f"HTTP {status}, Twilio code {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retryable(self) -> bool:
+        """Too many requests (429 / 20429) or a server error: Twilio may take it later."""
+        return self.status == 429 or self.code == TOO_MANY_REQUESTS or self.status >= 500
+
+
+class TwilioUnreachable(Exception):
+    """No usable answer: whether Twilio took the message is unknown."""
+
+
+class TwilioClient:
+    """Sends SMS through one Twilio account."""
+
+    def __init__(
+        self,
+        settings: TwilioSettings,
+        *,
+        timeout_s: float = 10.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._settings = settings
+        self._http = http or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=5.0),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        )
+        self._auth = httpx.BasicAuth(
+            settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
+        )
+        account = settings.twilio_account_sid
+        self._messages_url = (
+            f"{settings.twilio_api_base}/2010-04-01/Accounts/{account}/Messages.json"
+        )
+
+    async def aclose(self) -> None:
+        """Close pooled connections."""
+        await self._http.aclose()
+
+    async def send(self, to: str, body: str, status_callback: str | None) -> SentMessage:
+        """POST one message; raises `TwilioError` or `TwilioUnreachable`."""
+        form = {"To": to, "Body": body}
+        if self._settings.twilio_messaging_service_sid:
+            form["MessagingServiceSid"] = self._settings.twilio_messaging_service_sid
+        else:
+            form["From"] = self._settings.twilio_from_number
+        if status_callback:
+            form["StatusCallback"] = status_callback
+        try:
+            response = await self._http.post(self._messages_url, data=form, auth=self._auth)
+        except httpx.HTTPError as exc:
+            raise TwilioUnreachable(type(exc).__name__) from None
+        return _message(self._check(response))
+
+    async def recent_messages(self, to: str, since: datetime) -> list[SentMessage]:
+        """Messages sent to `to` on or after `since`'s date (UTC), newest first."""
+        day = (since.astimezone(UTC) - timedelta(days=1)).date().isoformat()
+        params = {"To": to, "DateSent>": day, "PageSize": "50"}
+        try:
+            response = await self._http.get(self._messages_url, params=params, auth=self._auth)
+        except httpx.HTTPError as exc:
+            raise TwilioUnreachable(type(exc).__name__) from None
+        page = self._check(response)
+        return [_message(item) for item in page.get("messages", [])]
+
+    @staticmethod
+    def _check(response: httpx.Response) -> dict[str, Any]:
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.is_success and isinstance(payload, dict):
+            return payload
+        if not isinstance(payload, dict) or "code" not in payload:
+            # A proxy's 502 page or a truncated body: nothing says the message was refused.
+            raise TwilioUnreachable(f"HTTP {response.status_code} without a Twilio error")
+        raise TwilioError(
+            response.status_code,
+            _as_int(payload.get("code")),
+            str(payload.get("message", ""))[:200],
+            _retry_after(response),
+        )
+
+
+def _as_int(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except ValueError:
+        return None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when else None
+
+
+def _message(item: dict[str, Any]) -> SentMessage:
+    created = item.get("date_created")
+    return SentMessage(
+        sid=str(item["sid"]),
+        status=str(item.get("status") or "queued"),
+        to=str(item.get("to") or ""),
+        body=item.get("body"),
+        created_at=email.utils.parsedate_to_datetime(created) if created else None,
+    )

@@ -1,0 +1,1 @@
+"""SMS ingress: Twilio's signed inbound-message and status-callback webhooks."""

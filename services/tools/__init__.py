@@ -1,0 +1,1 @@
+"""Operator tools run from the `switchboard` command (dead-letter listing and replay)."""

@@ -1,0 +1,170 @@
+"""Twilio webhook signatures, URL reconstruction, keywords and TwiML: pure logic."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import pytest
+
+from services.common.twilio import TwilioSignatures, parse_form, public_request_url
+from services.egress.channels.sms.output import SendPolicy
+from services.ingress.channels.sms.channel import EMPTY_TWIML, twiml
+from services.ingress.channels.sms.keywords import Keyword, classify
+
+pytestmark = pytest.mark.unit
+
+# The SDK's published test vector (twilio-python tests; providers.md §2.2).
+SDK_TOKEN = "12345"
+SDK_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
+SDK_PARAMS = [
+    ("CallSid", "CA1234567890ABCDE"),
+    ("Caller", "+14158675309"),
+    ("Digits", "1234"),
+    ("From", "+14158675309"),
+    ("To", "+18005551212"),
+]
+SDK_SIGNATURE = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+
+
+def form_of(pairs: list[tuple[str, str]]) -> bytes:
+    from urllib.parse import urlencode
+
+    return urlencode(pairs).encode()
+
+
+def by_hand(token: str, url: str, pairs: list[tuple[str, str]]) -> str:
+    """The algorithm of providers.md §2.2, written out, to cross-check the SDK on new cases."""
+    names = sorted({name for name, _ in pairs})
+    data = url
+    for name in names:
+        for value in sorted({v for n, v in pairs if n == name}):
+            data += name + value
+    digest = hmac.new(token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def test_sdk_published_vector_validates() -> None:
+    signatures = TwilioSignatures(SDK_TOKEN)
+    params = parse_form(form_of(SDK_PARAMS))
+    assert signatures.sign(SDK_URL, SDK_PARAMS) == SDK_SIGNATURE
+    assert signatures.is_valid(SDK_URL, params, SDK_SIGNATURE)
+
+
+def test_wrong_token_missing_or_forged_signature_fail() -> None:
+    params = parse_form(form_of(SDK_PARAMS))
+    assert not TwilioSignatures("54321").is_valid(SDK_URL, params, SDK_SIGNATURE)
+    assert not TwilioSignatures(SDK_TOKEN).is_valid(SDK_URL, params, None)
+    assert not TwilioSignatures(SDK_TOKEN).is_valid(SDK_URL, params, "")
+    forged = SDK_SIGNATURE[:-2] + "A="
+    assert not TwilioSignatures(SDK_TOKEN).is_valid(SDK_URL, params, forged)
+
+
+def test_every_field_is_signed_even_unknown_ones() -> None:
+    pairs = [*SDK_PARAMS, ("SomeFutureField", "x")]
+    signatures = TwilioSignatures(SDK_TOKEN)
+    assert not signatures.is_valid(SDK_URL, parse_form(form_of(pairs)), SDK_SIGNATURE)
+    assert signatures.is_valid(
+        SDK_URL, parse_form(form_of(pairs)), by_hand(SDK_TOKEN, SDK_URL, pairs)
+    )
+
+
+def test_repeated_parameters_sign_each_distinct_value_sorted() -> None:
+    pairs = [
+        ("MediaUrl", "https://b.example/2"),
+        ("Body", "hi"),
+        ("MediaUrl", "https://a.example/1"),
+    ]
+    signature = by_hand(SDK_TOKEN, SDK_URL, pairs)
+    signatures = TwilioSignatures(SDK_TOKEN)
+    assert signatures.is_valid(SDK_URL, parse_form(form_of(pairs)), signature)
+    # Dropping one of the repeated values must break it: both are covered.
+    assert not signatures.is_valid(SDK_URL, parse_form(form_of(pairs[:2])), signature)
+
+
+def test_url_with_and_without_default_port_both_validate() -> None:
+    signatures = TwilioSignatures(SDK_TOKEN)
+    params = parse_form(form_of(SDK_PARAMS))
+    with_port = "https://mycompany.com:443/myapp.php?foo=1&bar=2"
+    # Twilio signed without the port, we see it with: valid, and the other way round too.
+    assert signatures.is_valid(with_port, params, SDK_SIGNATURE)
+    signed_with_port = by_hand(SDK_TOKEN, with_port, SDK_PARAMS)
+    assert signatures.is_valid(SDK_URL, params, signed_with_port)
+
+
+def test_stale_url_fails() -> None:
+    params = parse_form(form_of(SDK_PARAMS))
+    other = "https://mycompany.com/old-path.php?foo=1&bar=2"
+    assert not TwilioSignatures(SDK_TOKEN).is_valid(other, params, SDK_SIGNATURE)
+
+
+def test_form_values_are_not_stripped_or_reencoded() -> None:
+    params = parse_form(b"Body=%20hello%20&Empty=&Plus=a+b")
+    assert params["Body"] == " hello "
+    assert params["Empty"] == ""
+    assert params["Plus"] == "a b"
+
+
+def test_public_url_uses_configured_base_and_raw_query() -> None:
+    url = public_request_url(
+        public_base_url="https://sb.example.org/prefix",
+        path="/v1/twilio/sms",
+        raw_query="a=1%202&b=x",
+        trust_proxy=False,
+        headers={"x-forwarded-proto": "http", "x-forwarded-host": "evil.example"},
+    )
+    assert url == "https://sb.example.org/prefix/v1/twilio/sms?a=1%202&b=x"
+
+
+def test_public_url_honours_forwarded_headers_only_when_trusted() -> None:
+    url = public_request_url(
+        public_base_url="http://127.0.0.1:8000",
+        path="/v1/twilio/sms",
+        raw_query="",
+        trust_proxy=True,
+        headers={"x-forwarded-proto": "https, http", "x-forwarded-host": "sb.example.org"},
+    )
+    assert url == "https://sb.example.org/v1/twilio/sms"
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("STOP", Keyword.OPT_OUT),
+        ("  stopall \n", Keyword.OPT_OUT),
+        ("Unsubscribe", Keyword.OPT_OUT),
+        ("cancel", Keyword.OPT_OUT),
+        ("End", Keyword.OPT_OUT),
+        ("quit", Keyword.OPT_OUT),
+        ("start", Keyword.OPT_IN),
+        ("YES", Keyword.OPT_IN),
+        ("Unstop", Keyword.OPT_IN),
+        ("help", Keyword.HELP),
+        ("INFO", Keyword.HELP),
+    ],
+)
+def test_keywords_whole_message_any_case(body: str, expected: Keyword) -> None:
+    found = classify(body)
+    assert found is not None and found[0] is expected
+
+
+@pytest.mark.parametrize("body", ["stop please", "Stop.", "please stop", "yes, book it", ""])
+def test_keywords_inside_a_sentence_are_ordinary_messages(body: str) -> None:
+    assert classify(body) is None
+
+
+def test_twiml_is_xml_and_escapes_text() -> None:
+    empty = twiml()
+    assert empty.media_type == "text/xml"
+    assert empty.body.decode() == EMPTY_TWIML
+    helped = twiml("Terms & <conditions>")
+    assert b"<Message>Terms &amp; &lt;conditions&gt;</Message>" in helped.body
+
+
+def test_send_backoff_is_capped_jittered_and_honours_retry_after() -> None:
+    policy = SendPolicy(backoff_base_s=0.5, backoff_cap_s=4.0)
+    delays = [policy.backoff_s(attempt, None) for attempt in range(1, 12) for _ in range(20)]
+    assert all(0 <= delay <= 4.0 for delay in delays)
+    assert len({round(delay, 6) for delay in delays}) > 50  # jittered, not a fixed ladder
+    assert policy.backoff_s(1, 7.0) == 7.0
