@@ -34,7 +34,9 @@ class EgressSettings(BaseServiceSettings, TwilioSettings):
         default=10.0, gt=0, description="Longest wait for Twilio to answer one send."
     )
     sms_max_send_attempts: int = Field(
-        default=8, ge=1, description="Sends tried on 429/5xx/network errors before parking."
+        default=20,
+        ge=1,
+        description="Sends tried on 429/5xx/network errors before parking (budget permitting).",
     )
     sms_retry_budget_s: float = Field(
         default=120.0, gt=0, description="Longest time one reply is retried before parking."

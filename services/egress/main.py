@@ -51,7 +51,10 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
         ),
         SmsOutput(
             client=twilio,
-            ledger=SmsLedger(redis, settings.redis_prefix),
+            # Another instance waits this long for a send in flight elsewhere to finish.
+            ledger=SmsLedger(
+                redis, settings.redis_prefix, lease_ms=int(2_000 * settings.sms_send_timeout_s)
+            ),
             consent=SmsConsent(redis, settings.redis_prefix, settings.sms_bad_number_ttl_s),
             rate_limit=SenderRateLimit(redis, settings.redis_prefix, settings.sms_sends_per_second),
             ops=ops,

@@ -1,5 +1,7 @@
 """The whole system as real processes: ingress, brain and egress against the real broker and
-Redis, the brain talking to the fake OpenAI-compatible server over HTTP."""
+Redis, the brain talking to the fake OpenAI-compatible server and egress to the fake Twilio,
+both over HTTP. Ingress's port is chosen up front: it is the public URL Twilio signs and
+posts status callbacks to."""
 
 from __future__ import annotations
 
@@ -10,19 +12,23 @@ from pathlib import Path
 import pytest
 
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
+from services.fakes.twilio_server import FakeTwilioConfig, FakeTwilioServer
 from tests.support.infra import Infra
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, free_port
 
 
 @dataclass
 class Stack:
     env: dict[str, str]
     model: FakeOpenAIServer
+    twilio: FakeTwilioServer
     log_dir: Path
+    ingress_port: int
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def start(self, name: str) -> ServiceProcess:
-        process = ServiceProcess(name, self.env, self.log_dir).start()
+        port = self.ingress_port if name == "ingress" else None
+        process = ServiceProcess(name, self.env, self.log_dir, port=port).start()
         self.services[name] = process
         return process
 
@@ -35,9 +41,24 @@ class Stack:
             process.stop()
 
 
-def stack_env(infra: Infra, namespace: str, model: FakeOpenAIServer) -> dict[str, str]:
+def stack_env(
+    infra: Infra,
+    namespace: str,
+    model: FakeOpenAIServer,
+    twilio: FakeTwilioServer | None = None,
+    ingress_port: int | None = None,
+) -> dict[str, str]:
     """Environment of every service process of one isolated deployment."""
+    sms = {}
+    if twilio is not None and ingress_port is not None:
+        sms = {
+            "TWILIO_API_BASE": twilio.base_url,
+            "TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": twilio.auth_token,
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{ingress_port}",
+        }
     return {
+        **sms,
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
         "REDIS_URL": infra.redis_url,
         "SWITCHBOARD_TOPIC_NAMESPACE": namespace,
@@ -55,10 +76,17 @@ def stack_env(infra: Infra, namespace: str, model: FakeOpenAIServer) -> dict[str
 def stack(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Stack]:
     """A fresh, isolated deployment (own topics and Redis keys) for one test."""
     model = FakeOpenAIServer(FakeModelConfig(api_key="test-key")).start()
-    env = stack_env(infra, namespace, model)
-    deployment = Stack(env=env, model=model, log_dir=tmp_path)
+    twilio = FakeTwilioServer(
+        FakeTwilioConfig(account_sid="AC" + "e2e0" * 8, auth_token="e2e-twilio-token")
+    ).start()
+    ingress_port = free_port()
+    env = stack_env(infra, namespace, model, twilio, ingress_port)
+    deployment = Stack(
+        env=env, model=model, twilio=twilio, log_dir=tmp_path, ingress_port=ingress_port
+    )
     for name in ("ingress", "brain", "egress"):
         deployment.start(name)
     yield deployment
     deployment.stop_all()
+    twilio.stop()
     model.stop()

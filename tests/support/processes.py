@@ -26,10 +26,12 @@ def free_port() -> int:
 class ServiceProcess:
     """One service process with its own port and log file."""
 
-    def __init__(self, service: str, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, service: str, env: dict[str, str], log_dir: Path, port: int | None = None
+    ) -> None:
         self.service = service
         self.env = env
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = log_dir / f"{service}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -55,7 +55,7 @@ class TwilioLookupFailed(OSError):
 class SendPolicy:
     """How hard to try one reply before parking it."""
 
-    max_attempts: int = 8
+    max_attempts: int = 20
     retry_budget_s: float = 120.0
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 30.0
