@@ -248,7 +248,11 @@ def test_ingress_in_production_refuses_the_compose_default_secret(
         monkeypatch,
         compose,
         "ingress",
-        {"SWITCHBOARD_ENV": "production", "INGRESS_CHAT_TOKEN_SECRET": "x" * 32},
+        {
+            "SWITCHBOARD_ENV": "production",
+            "INGRESS_CHAT_TOKEN_SECRET": "x" * 32,
+            "TWILIO_AUTH_TOKEN": "y" * 32,
+        },
     )
     assert ok.environment == "production"
 

@@ -51,6 +51,9 @@ def test_production_refuses_the_development_chat_secret(monkeypatch: pytest.Monk
     with pytest.raises(ValidationError):
         IngressSettings()
     monkeypatch.setenv("INGRESS_CHAT_TOKEN_SECRET", "s" * 40)
+    with pytest.raises(ValidationError, match="TWILIO_AUTH_TOKEN"):
+        IngressSettings()  # the development Twilio token is refused too
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "t" * 32)
     assert IngressSettings().chat_token_secret.get_secret_value() == "s" * 40
 
 
