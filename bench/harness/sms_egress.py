@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
 
 from bench.harness import procs
 from bench.harness.infra import Infra, create_topics, drop_namespace, new_namespace
@@ -85,6 +86,10 @@ class Outcome:
     finished: bool = False
     wall_s: float = 0.0
     cpu: procs.CpuMeter | None = None
+    egress_cpu_s: float = 0.0
+    """CPU seconds egress used from its first send until every reply was committed."""
+    redis_calls: Counter[str] = field(default_factory=Counter)
+    """Redis commands (`INFO commandstats`) while egress ran, incl. those inside scripts."""
     log_summary: str = ""
 
     @property
@@ -116,6 +121,15 @@ class Outcome:
     def exact(self) -> bool:
         """Exactly one SMS per published reply, nothing else."""
         return len(self.messages) == self.run.replies and set(self.bodies) == self.expected_bodies
+
+    @property
+    def cpu_ms_per_send(self) -> float:
+        sent = len(self.send_times)
+        return self.egress_cpu_s / sent * 1000 if sent else float("nan")
+
+    def redis_per_send(self, command: str) -> float:
+        sent = len(self.send_times)
+        return self.redis_calls[command] / sent if sent else float("nan")
 
     def peak_in_flight(self, latency_ms: int) -> int:
         """Most sends the fake was holding at one instant (each held `latency_ms`)."""
@@ -221,6 +235,7 @@ async def _one_run(
         replies = list(sms_replies(egress_run, namespace))
         outcome = Outcome(egress_run, {reply.text for reply in replies})
         await publish_replies(bootstrap, topics.replies(Channel.SMS), replies)
+        redis_before = await redis_commands(infra.redis_url)
         egress = procs.service("egress", egress_env(infra, namespace, egress_run, fake), log_dir)
         egress.start().wait_ready()
         outcome.cpu = procs.CpuMeter(
@@ -232,6 +247,7 @@ async def _one_run(
             }
         )
         await _watch(outcome, egress, topics, bootstrap, _timeout_s(config, egress_run))
+        outcome.redis_calls = await redis_commands(infra.redis_url) - redis_before
         egress.stop()
         outcome.log_summary = procs.describe_log(egress)
         outcome.attempts = (await control.get("/_fake/attempts")).json()
@@ -264,6 +280,7 @@ async def _watch(
     group = f"{topics.namespace}.egress.{Channel.SMS.value}"
     started = time.monotonic()
     opened = False
+    cpu_at_first_send = 0.0
     try:
         while time.monotonic() - started < timeout_s:
             if egress.process is not None and egress.process.poll() is not None:
@@ -271,8 +288,10 @@ async def _watch(
             if not opened and await ops.count() > 0:
                 opened = True
                 outcome.cpu.mark_start()
+                cpu_at_first_send = procs.cpu_seconds(egress.pid)
             if opened and await committed(bootstrap, group) >= outcome.run.replies:
                 outcome.finished = True
+                outcome.egress_cpu_s = procs.cpu_seconds(egress.pid) - cpu_at_first_send
                 break
             await asyncio.sleep(0.2)
     finally:
@@ -281,6 +300,18 @@ async def _watch(
             outcome.cpu.mark_start()
         outcome.cpu.mark_end()
         outcome.wall_s = time.monotonic() - started
+
+
+async def redis_commands(url: str) -> Counter[str]:
+    """Calls per Redis command so far (`INFO commandstats`), e.g. `evalsha`, `time`."""
+    redis = Redis.from_url(url)
+    try:
+        stats = await redis.info("commandstats")
+    finally:
+        await redis.aclose()
+    return Counter(
+        {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+    )
 
 
 async def _count(bootstrap: str, topic: str) -> int:
@@ -307,6 +338,8 @@ def _table(outcomes: list[Outcome], config: EgressConfig) -> str:
         "sends/s",
         "x baseline",
         "peak in flight",
+        "egress CPU ms/SMS",
+        "limiter calls/SMS",
         "SMS at fake",
         "duplicates",
     )
@@ -320,6 +353,8 @@ def _table(outcomes: list[Outcome], config: EgressConfig) -> str:
             f"{o.rate:.1f}",
             f"{o.rate / base:.1f}x" if base else "n/a",
             str(o.peak_in_flight(config.latency_ms)),
+            f"{o.cpu_ms_per_send:.2f}",
+            f"{o.redis_per_send('time'):.1f}",
             str(len(o.messages)),
             str(o.duplicates),
         )
@@ -346,6 +381,13 @@ def _section(outcomes: list[Outcome], config: EgressConfig, fake: procs.Child) -
         )
         if o.cpu is not None:
             section.note(f"{label}: {o.cpu.describe()}")
+        plain = sum(n for name, n in o.redis_calls.items() if name != "evalsha")
+        section.note(
+            f"{label}: Redis per SMS sent: {o.redis_per_send('evalsha'):.1f} EVALSHA (ledger"
+            f" claim + record, limiter), of which {o.redis_per_send('time'):.1f} limiter runs"
+            f" (its script's TIME), {plain / max(len(o.send_times), 1):.1f} commands in all"
+            f" besides EVALSHA (incl. those run inside scripts)"
+        )
         section.note(f"{label}: {o.log_summary}")
     section.note(procs.describe_log(fake))
     return section

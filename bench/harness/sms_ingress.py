@@ -88,6 +88,7 @@ class Level:
     arrived: int = 0
     """InboundMessages the inbound topic gained during this level (end-offset delta)."""
     cpu: procs.CpuMeter | None = None
+    ingress_cpu_s: float = 0.0
 
     @property
     def requests(self) -> int:
@@ -100,6 +101,10 @@ class Level:
     @property
     def rate(self) -> float:
         return self.requests / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def cpu_ms_per_request(self) -> float:
+        return self.ingress_cpu_s / self.requests * 1000 if self.requests else float("nan")
 
 
 class WebhookFactory:
@@ -222,7 +227,7 @@ async def run(infra: Infra, config: IngressConfig, log_dir: Path) -> tuple[str, 
                 for _, concurrency, requests in (lv for lv in config.levels if lv[0] == kind):
                     hooks = factory.make(requests)
                     level = Level(kind, concurrency, cpu=procs.CpuMeter(pids))
-                    await _measure(post, url, hooks, level, counter)
+                    await _measure(post, url, hooks, level, counter, ingress.pid)
                     sent += [hook.message_sid for hook in hooks]
                     levels.append(level)
         await counter.stop()
@@ -235,13 +240,20 @@ async def run(infra: Infra, config: IngressConfig, log_dir: Path) -> tuple[str, 
 
 
 async def _measure(
-    post: Post, url: str, hooks: list[Webhook], level: Level, counter: TopicCounter
+    post: Post,
+    url: str,
+    hooks: list[Webhook],
+    level: Level,
+    counter: TopicCounter,
+    ingress_pid: int,
 ) -> None:
     """One level: post everything, then count what reached the inbound topic."""
     assert level.cpu is not None
     before = await counter.count()
     level.cpu.mark_start()
+    cpu_before = procs.cpu_seconds(ingress_pid)
     await post_all(post, url, hooks, level)
+    level.ingress_cpu_s = procs.cpu_seconds(ingress_pid) - cpu_before
     level.cpu.mark_end()
     level.arrived = await counter.count() - before
 
@@ -254,6 +266,7 @@ def _table(levels: list[Level]) -> str:
         "req/s",
         "p50 ms",
         "p99 ms",
+        "ingress CPU ms/req",
         "non-200",
         "on topic",
     )
@@ -265,6 +278,7 @@ def _table(levels: list[Level]) -> str:
             f"{level.rate:.0f}",
             f"{percentile(level.latencies_ms, 50):.2f}",
             f"{percentile(level.latencies_ms, 99):.2f}",
+            f"{level.cpu_ms_per_request:.2f}",
             str(level.requests - level.ok),
             str(level.arrived),
         )

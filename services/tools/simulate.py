@@ -16,9 +16,17 @@ import time
 from xml.etree import ElementTree
 
 import httpx
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.twilio import INBOUND_PATH, SIGNATURE_HEADER, TwilioSettings, TwilioSignatures
+from services.common.twilio import (
+    DEV_ACCOUNT_SID,
+    INBOUND_PATH,
+    SIGNATURE_HEADER,
+    TwilioSettings,
+    TwilioSignatures,
+)
+from services.ingress.channels.sms.keywords import Keyword, classify
 from shared.settings import BaseServiceSettings
 
 
@@ -28,6 +36,16 @@ class SimulatorSettings(BaseServiceSettings, TwilioSettings):
     model_config = SettingsConfigDict(env_prefix="INGRESS_", extra="ignore", populate_by_name=True)
 
     port: int = 8000
+    fake_twilio_port: int = Field(default=8010, validation_alias=AliasChoices("FAKE_TWILIO_PORT"))
+
+    @property
+    def message_log_base(self) -> str:
+        """Where to read sent messages: `make run` starts the fake Twilio when no account is set."""
+        if "twilio_api_base" not in self.model_fields_set and (
+            self.twilio_account_sid == DEV_ACCOUNT_SID
+        ):
+            return f"http://127.0.0.1:{self.fake_twilio_port}"
+        return self.twilio_api_base
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,13 +95,13 @@ async def simulate_sms(args: argparse.Namespace) -> int:
         settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
     )
     log_url = (
-        f"{settings.twilio_api_base}/2010-04-01/Accounts/{settings.twilio_account_sid}"
+        f"{settings.message_log_base}/2010-04-01/Accounts/{settings.twilio_account_sid}"
         "/Messages.json"
     )
     async with httpx.AsyncClient(timeout=15.0) as http:
         seen = await _sent_to(http, log_url, auth, args.sender)
         if seen is None:
-            print(f"cannot read Twilio's message log at {settings.twilio_api_base}")
+            print(f"cannot read Twilio's message log at {settings.message_log_base}")
             return 1
         response = await http.post(
             f"{ingress_url}{INBOUND_PATH}", data=dict(form), headers={SIGNATURE_HEADER: signature}
@@ -97,6 +115,11 @@ async def simulate_sms(args: argparse.Namespace) -> int:
         for text in inline:
             print(f"<- inline TwiML reply: {text!r}")
         if inline:
+            return 0
+        keyword = classify(args.text)
+        if keyword is not None and keyword[0] is not Keyword.HELP:
+            # Twilio itself confirms opt-out/opt-in keywords; Switchboard sends nothing.
+            print(f"   {keyword[1]} is an {keyword[0].value.replace('_', '-')} keyword: no reply")
             return 0
         return await _wait_for_replies(http, log_url, auth, args.sender, seen, args.wait)
 
