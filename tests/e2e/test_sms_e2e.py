@@ -224,3 +224,29 @@ async def test_a_chat_linked_to_a_number_continues_over_sms(stack: Stack) -> Non
     assert replies[-1]["body"] == "You said: What was my order number again?"
     prompt = [m["content"] for m in stack.model.state.requests[-1]["messages"]]
     assert "My order number is 4711" in prompt, "the SMS turn sees the chat's memory"
+
+
+async def test_the_simulator_shows_the_reply_egress_sent(stack: Stack) -> None:
+    number = new_number()
+    command = [
+        str(SWITCHBOARD),
+        "simulate",
+        "sms",
+        "Hello from the simulator",
+        "--from",
+        number,
+        "--ingress-url",
+        stack.ingress_url,
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [sent] = sent_to(stack, number)
+    assert f"Switchboard replied to {number}: 'You said: Hello from the simulator'" in done.stdout
+    assert sent["sid"] in done.stdout
