@@ -168,3 +168,14 @@ def test_send_backoff_is_capped_jittered_and_honours_retry_after() -> None:
     assert all(0 <= delay <= 4.0 for delay in delays)
     assert len({round(delay, 6) for delay in delays}) > 50  # jittered, not a fixed ladder
     assert policy.backoff_s(1, 7.0) == 7.0
+
+
+def test_twilio_error_messages_lose_phone_numbers() -> None:
+    from services.egress.channels.sms.twilio_client import TwilioError
+
+    error = TwilioError(
+        400, 21211, "The 'To' number +14155550100 is not a valid phone number.", None
+    )
+    assert "+14155550100" not in str(error) and "4155550100" not in error.message
+    assert error.message == "The 'To' number <number> is not a valid phone number."
+    assert "21211" in str(error)

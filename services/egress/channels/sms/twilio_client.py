@@ -11,6 +11,7 @@ sorted into three kinds, because each needs different handling by the caller:
 from __future__ import annotations
 
 import email.utils
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,14 +32,27 @@ class SentMessage:
     created_at: datetime | None
 
 
+# Twilio quotes numbers as E.164 ("The 'To' number +14155550100 is not..."); error codes are 5
+# digits, so 7+ digit runs are numbers.
+_PHONE_NUMBER = re.compile(r"\+?\d{7,15}")
+
+
+def redact_numbers(text: str) -> str:
+    """`text` without phone numbers (Twilio's messages quote them; logs and letters must not)."""
+    return _PHONE_NUMBER.sub("<number>", text)
+
+
 class TwilioError(Exception):
-    """Twilio refused the request with its error envelope (`code`, `message`)."""
+    """Twilio refused the request with its error envelope (`code`, `message`).
+
+    `message` has phone numbers redacted: it ends up in logs and dead letters.
+    """
 
     def __init__(self, status: int, code: int | None, message: str, retry_after_s: float | None):
-        super().__init__(f"HTTP {status}, Twilio code {code}: {message}")
+        self.message = redact_numbers(message)
+        super().__init__(f"HTTP {status}, Twilio code {code}: {self.message}")
         self.status = status
         self.code = code
-        self.message = message
         self.retry_after_s = retry_after_s
 
     @property
