@@ -3,7 +3,7 @@
 switchboard ingress | brain | egress     run one service instance (HTTP on its port)
 switchboard topics create                create every topic of the deployment
 switchboard schemas export | check       write / verify shared/schemas/v1.json
-switchboard fake openai | twilio         run a provider fake (model server, Twilio REST API)
+switchboard fake openai|twilio|voipbin   run a provider fake (model server, Twilio, VoIPBin)
 switchboard simulate sms "Hi" --from N   text the running system as Twilio would, show the reply
 switchboard dlq list | replay            dead letters: inspect them, replay them after a fix
 """
@@ -103,6 +103,11 @@ def _fake(args: argparse.Namespace, rest: list[str]) -> int:
 
         twilio_server.main(rest)
         return 0
+    if args.provider == "voipbin":
+        from services.fakes import voipbin
+
+        voipbin.main(rest)
+        return 0
     from services.fakes import openai_server
 
     openai_server.main(rest)
@@ -147,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="JSON Schemas of the contracts")
     schemas.add_argument("action", choices=["export", "check"])
     fake = sub.add_parser("fake", help="run a provider fake (extra arguments go to it)")
-    fake.add_argument("provider", choices=["openai", "twilio"])
+    fake.add_argument("provider", choices=["openai", "twilio", "voipbin"])
     from services.tools import dead_letters, simulate
 
     simulate.add_arguments(sub.add_parser("simulate", help="act as a provider against the system"))

@@ -63,7 +63,7 @@ class IngressConfig:
         ("httpx", 16, 2000),
         ("httpx", 64, 2000),
     )
-    warmup: int = 200
+    warmup: int = 1000
     timeout_s: float = 15.0
 
 
@@ -221,7 +221,7 @@ async def run(infra: Infra, config: IngressConfig, log_dir: Path) -> tuple[str, 
         url = ingress.url + INBOUND_PATH
         for kind in dict.fromkeys(kind for kind, _, _ in config.levels):
             async with http_client(kind, config.timeout_s) as post:
-                warm = factory.make(config.warmup)  # opens connections, unmeasured
+                warm = factory.make(config.warmup)  # connections, Kafka JIT; unmeasured
                 await post_all(post, url, warm, Level(kind, concurrency=16))
                 sent += [hook.message_sid for hook in warm]
                 for _, concurrency, requests in (lv for lv in config.levels if lv[0] == kind):

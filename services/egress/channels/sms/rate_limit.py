@@ -12,17 +12,20 @@ import asyncio
 
 from redis.asyncio import Redis
 
-# KEYS: the sender's key. ARGV: interval ms, burst. Returns ms to wait (0: send now).
+# KEYS: the sender's key. ARGV: interval µs, burst. Reserves the caller's slot and returns the
+# µs to wait for it (0: send now). Reserving means one call per send: waiters do not wake
+# together and race for the same slot.
 _GCRA = """
 local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local now = tonumber(now_parts[1]) * 1000000 + tonumber(now_parts[2])
 local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local wait = tat - now - interval * (tonumber(ARGV[2]) - 1)
-if wait > 0 then return wait end
-redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + 1000)
-return 0
+if wait < 0 then wait = 0 end
+redis.call('SET', KEYS[1], string.format('%d', tat + interval), 'PX',
+  math.ceil((tat + interval - now) / 1000) + 1000)
+return math.floor(wait)
 """
 
 
@@ -31,21 +34,18 @@ class SenderRateLimit:
 
     def __init__(self, redis: Redis, prefix: str, per_second: float, burst: int = 1) -> None:
         self._prefix = prefix
-        self._interval_ms = max(1, round(1000 / per_second))
+        self._interval_us = max(1, round(1_000_000 / per_second))
         self._burst = burst
         self._gcra = redis.register_script(_GCRA)
 
     async def acquire(self, sender: str) -> float:
-        """Wait until `sender` may send once more; returns the seconds waited."""
-        waited = 0.0
-        while True:
-            wait_ms = int(
-                await self._gcra(
-                    keys=[f"{self._prefix}:sms:rate:{sender}"],
-                    args=[self._interval_ms, self._burst],
-                )
+        """Reserve the sender's next send slot and wait for it; returns the seconds waited."""
+        wait_us = int(
+            await self._gcra(
+                keys=[f"{self._prefix}:sms:rate:{sender}"],
+                args=[self._interval_us, self._burst],
             )
-            if wait_ms <= 0:
-                return waited
-            await asyncio.sleep(wait_ms / 1000)
-            waited += wait_ms / 1000
+        )
+        if wait_us > 0:
+            await asyncio.sleep(wait_us / 1_000_000)
+        return wait_us / 1_000_000

@@ -1,6 +1,9 @@
 """Twilio's Messages REST API: send one SMS, and look up recent ones (providers.md §2.4).
 
-One pooled `httpx.AsyncClient` per egress process, so connections are reused. Outcomes are
+One pooled `httpx2.AsyncClient` per egress process, so connections are reused. httpx2 (the
+maintained httpx fork the openai SDK already depends on) rather than httpx: httpx 0.28's pool
+rescans every connection on each request, which made egress CPU-bound with 64 sends in flight
+(docs/benchmarks.md, SMS channel). Outcomes are
 sorted into three kinds, because each needs different handling by the caller:
 - a `SentMessage`: Twilio took the message and gave it a `sid`;
 - `TwilioError`: Twilio answered with an error envelope, so the message was *not* taken;
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import httpx2
 
 from services.common.twilio import TOO_MANY_REQUESTS, TwilioSettings
 
@@ -73,14 +76,14 @@ class TwilioClient:
         settings: TwilioSettings,
         *,
         timeout_s: float = 10.0,
-        http: httpx.AsyncClient | None = None,
+        http: httpx2.AsyncClient | None = None,
     ) -> None:
         self._settings = settings
-        self._http = http or httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s, connect=5.0),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        self._http = http or httpx2.AsyncClient(
+            timeout=httpx2.Timeout(timeout_s, connect=5.0),
+            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50),
         )
-        self._auth = httpx.BasicAuth(
+        self._auth = httpx2.BasicAuth(
             settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()
         )
         account = settings.twilio_account_sid
@@ -103,7 +106,7 @@ class TwilioClient:
             form["StatusCallback"] = status_callback
         try:
             response = await self._http.post(self._messages_url, data=form, auth=self._auth)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise TwilioUnreachable(type(exc).__name__) from None
         return _message(self._check(response))
 
@@ -113,13 +116,13 @@ class TwilioClient:
         params = {"To": to, "DateSent>": day, "PageSize": "50"}
         try:
             response = await self._http.get(self._messages_url, params=params, auth=self._auth)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise TwilioUnreachable(type(exc).__name__) from None
         page = self._check(response)
         return [_message(item) for item in page.get("messages", [])]
 
     @staticmethod
-    def _check(response: httpx.Response) -> dict[str, Any]:
+    def _check(response: httpx2.Response) -> dict[str, Any]:
         try:
             payload = response.json()
         except ValueError:
@@ -144,7 +147,7 @@ def _as_int(value: object) -> int | None:
         return None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx2.Response) -> float | None:
     value = response.headers.get("retry-after")
     if not value:
         return None

@@ -1,0 +1,156 @@
+"""FakeVoipbinServer: the fake served by uvicorn on a background thread; ``main`` (CLI)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from pydantic import SecretStr
+
+from services.fakes.voipbin.app import create_app
+from services.fakes.voipbin.config import API_PREFIX, DEV_ACCESS_KEY, FakeVoipbinConfig
+from services.fakes.voipbin.server_driving import ServerDriving
+from services.fakes.voipbin.state import FakeVoipbinState
+
+
+class FakeVoipbinServer(ServerDriving):
+    """Runs the fake in a background thread: ``with``/``async with``, or ``start()``/``stop()``.
+
+    ``port=0`` picks a free port; the socket is bound in :meth:`start` before uvicorn runs,
+    so :attr:`port`, :attr:`base_url` and :attr:`api_base` are right as soon as it returns.
+    Methods that send HTTP (``emit*``, ``fetch``) block; from async code use ``aemit`` /
+    ``afetch`` so a receiver on the caller's event loop can answer.
+    """
+
+    def __init__(
+        self, config: FakeVoipbinConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.state = FakeVoipbinState(config)
+        self.host = host
+        self.port = port
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- addresses and config ------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The server root, e.g. ``http://127.0.0.1:PORT`` (controls live at ``/_fake``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        """The API base to give clients, like ``https://api.voipbin.net/v1.0``."""
+        return self.base_url + API_PREFIX
+
+    @property
+    def access_key(self) -> str:
+        """The accesskey the server currently accepts."""
+        return self.state.config.access_key.get_secret_value()
+
+    @property
+    def webhook_secret(self) -> str | None:
+        """The secret events are signed with (None: unsigned)."""
+        secret = self.state.config.webhook_secret
+        return secret.get_secret_value() if secret else None
+
+    @property
+    def config(self) -> FakeVoipbinConfig:
+        """A copy of the current config."""
+        return self.state.config.model_copy(deep=True)
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the server thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def configure(self, **fields: Any) -> FakeVoipbinConfig:
+        """Change behaviour switches; see :class:`FakeVoipbinConfig`."""
+        return self.state.configure(**fields)
+
+    def reset(self) -> None:
+        """Forget resources and records and restore the starting config."""
+        self.state.reset()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> FakeVoipbinServer:
+        """Bind the port, start serving, and wait until the port answers."""
+        if self._server is not None:
+            return self
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self.state),
+            log_config=None,
+            log_level="warning",
+            access_log=False,  # the accesskey is in query strings: never log request lines
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=server.run,
+            kwargs={"sockets": [sock]},
+            name=f"fake-voipbin-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("fake VoIPBin server did not start")
+            time.sleep(0.01)
+        with socket.create_connection((self.host, self.port), timeout=timeout):
+            pass
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server; safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is None or thread is None:
+            return
+        server.should_exit = True
+        thread.join(timeout)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout)
+
+    def __enter__(self) -> FakeVoipbinServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> FakeVoipbinServer:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: serve the fake until interrupted."""
+    parser = argparse.ArgumentParser(description="Fake VoIPBin REST API and event emitter.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8020)
+    parser.add_argument(
+        "--access-key", default=DEV_ACCESS_KEY, help="the accesskey to accept (default: dev key)"
+    )
+    parser.add_argument("--latency-ms", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = FakeVoipbinConfig(access_key=SecretStr(args.access_key), latency_ms=args.latency_ms)
+    app = create_app(FakeVoipbinState(config))
+    # No access log: request lines carry ?accesskey=, which must never reach a log.
+    uvicorn.run(app, host=args.host, port=args.port, access_log=False, timeout_graceful_shutdown=1)
