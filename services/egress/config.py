@@ -41,6 +41,12 @@ class EgressSettings(BaseServiceSettings, TwilioSettings):
     sms_retry_budget_s: float = Field(
         default=120.0, gt=0, description="Longest time one reply is retried before parking."
     )
+    sms_backoff_base_s: float = Field(
+        default=0.5, gt=0, description="First retry delay ceiling (full jitter, doubling)."
+    )
+    sms_backoff_cap_s: float = Field(
+        default=30.0, gt=0, description="Largest retry delay ceiling (Retry-After still wins)."
+    )
     sms_bad_number_ttl_s: int = Field(
         default=30 * 24 * 3600,
         ge=60,

@@ -64,6 +64,8 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
             policy=SendPolicy(
                 max_attempts=settings.sms_max_send_attempts,
                 retry_budget_s=settings.sms_retry_budget_s,
+                backoff_base_s=settings.sms_backoff_base_s,
+                backoff_cap_s=settings.sms_backoff_cap_s,
             ),
         ),
     ]

@@ -45,7 +45,6 @@ import collections
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -55,6 +54,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+
+from services.fakes.threaded import ThreadedServer
 
 
 class FakeModelConfig(BaseModel):
@@ -335,91 +336,33 @@ async def _stream(
     yield "data: [DONE]\n\n"
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(ThreadedServer):
     """Runs the fake in a background thread: ``with``/``async with``, or ``start()``/``stop()``."""
+
+    label = "fake OpenAI server"
 
     def __init__(
         self, config: FakeModelConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
+        super().__init__(host, port)
         self.state = FakeModelState(config)
-        self.host = host
-        self.port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+
+    def app(self) -> FastAPI:
+        """The fake's ASGI app, bound to this server's state."""
+        return create_app(self.state)
+
+    def before_stop(self) -> None:
+        """Release hung requests so the server can stop."""
+        self.state.release_hung()
 
     @property
     def base_url(self) -> str:
         """The URL to give the SDK, e.g. ``http://127.0.0.1:PORT/v1``."""
         return f"http://{self.host}:{self.port}/v1"
 
-    @property
-    def is_running(self) -> bool:
-        """Whether the server thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
     def configure(self, **fields: Any) -> FakeModelConfig:
         """Change behaviour switches; see :class:`FakeModelConfig`."""
         return self.state.configure(**fields)
-
-    def start(self, timeout: float = 10.0) -> FakeOpenAIServer:
-        """Bind the port, start serving, and wait until the port answers."""
-        if self._server is not None:
-            return self
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.state),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=server.run,
-            kwargs={"sockets": [sock]},
-            name=f"fake-openai-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("fake OpenAI server did not start")
-            time.sleep(0.01)
-        with socket.create_connection((self.host, self.port), timeout=timeout):
-            pass
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Release hung requests and stop the server; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None or thread is None:
-            return
-        self.state.release_hung()
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeOpenAIServer:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -98,7 +98,6 @@ import collections
 import copy
 import hmac
 import secrets
-import socket
 import threading
 import time
 import urllib.parse
@@ -113,6 +112,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from twilio.request_validator import RequestValidator
+
+from services.fakes.threaded import ThreadedServer
 
 DEV_ACCOUNT_SID = "AC" + "0" * 32
 """The account SID the fake accepts by default."""
@@ -691,21 +692,24 @@ def create_app(state: FakeTwilioState | None = None) -> FastAPI:
     return app
 
 
-class FakeTwilioServer:
+class FakeTwilioServer(ThreadedServer):
     """Runs the fake in a background thread: ``with``/``async with``, or ``start()``/``stop()``.
 
     ``port=0`` picks a free port; the socket is bound in :meth:`start` before uvicorn runs,
     so :attr:`port` and :attr:`base_url` are right as soon as it returns.
     """
 
+    label = "fake Twilio server"
+
     def __init__(
         self, config: FakeTwilioConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
+        super().__init__(host, port)
         self.state = FakeTwilioState(config)
-        self.host = host
-        self.port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+
+    def app(self) -> FastAPI:
+        """The fake's ASGI app, bound to this server's state."""
+        return create_app(self.state)
 
     @property
     def base_url(self) -> str:
@@ -733,11 +737,6 @@ class FakeTwilioServer:
         """A copy of the current config."""
         return self.state.config.model_copy(deep=True)
 
-    @property
-    def is_running(self) -> bool:
-        """Whether the server thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
     def configure(self, **fields: Any) -> FakeTwilioConfig:
         """Change behaviour switches; see :class:`FakeTwilioConfig`."""
         return self.state.configure(**fields)
@@ -757,65 +756,6 @@ class FakeTwilioServer:
     def reset(self) -> None:
         """Clear the records, drop pending callbacks and restore the starting config."""
         self.state.reset()
-
-    def start(self, timeout: float = 10.0) -> FakeTwilioServer:
-        """Bind the port, start serving, and wait until the port answers."""
-        if self._server is not None:
-            return self
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.state),
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=server.run,
-            kwargs={"sockets": [sock]},
-            name=f"fake-twilio-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("fake Twilio server did not start")
-            time.sleep(0.01)
-        with socket.create_connection((self.host, self.port), timeout=timeout):
-            pass
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the server (pending callbacks are dropped); safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-
-    def __enter__(self) -> FakeTwilioServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeTwilioServer:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def main(argv: list[str] | None = None) -> None:

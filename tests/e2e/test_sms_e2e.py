@@ -132,7 +132,18 @@ async def test_three_texts_within_the_window_get_one_combined_answer(stack: Stac
     assert reply["body"].startswith("You said: hi")
 
 
-async def test_a_429_storm_delivers_each_reply_exactly_once(stack: Stack) -> None:
+@pytest.fixture
+def quick_backoff(stack: Stack) -> Stack:
+    """Egress restarted with short retry delays: 15 refusals in a row must fit the test's wait
+    (with the default 30 s cap one unlucky reply may back off for minutes, as it should)."""
+    stack.services["egress"].stop()
+    stack.env["EGRESS_SMS_BACKOFF_CAP_S"] = "0.5"
+    stack.start("egress")
+    return stack
+
+
+async def test_a_429_storm_delivers_each_reply_exactly_once(quick_backoff: Stack) -> None:
+    stack = quick_backoff
     stack.twilio.configure(fail_next=15, fail_status=429)
     numbers = [new_number() for _ in range(5)]
     for n, number in enumerate(numbers):

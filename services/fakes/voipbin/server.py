@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import socket
-import threading
-import time
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 from pydantic import SecretStr
 
+from services.fakes.threaded import ThreadedServer
 from services.fakes.voipbin.app import create_app
 from services.fakes.voipbin.config import API_PREFIX, DEV_ACCESS_KEY, FakeVoipbinConfig
 from services.fakes.voipbin.server_driving import ServerDriving
 from services.fakes.voipbin.state import FakeVoipbinState
 
 
-class FakeVoipbinServer(ServerDriving):
+class FakeVoipbinServer(ServerDriving, ThreadedServer):
     """Runs the fake in a background thread: ``with``/``async with``, or ``start()``/``stop()``.
 
     ``port=0`` picks a free port; the socket is bound in :meth:`start` before uvicorn runs,
@@ -27,14 +25,17 @@ class FakeVoipbinServer(ServerDriving):
     ``afetch`` so a receiver on the caller's event loop can answer.
     """
 
+    label = "fake VoIPBin server"
+
     def __init__(
         self, config: FakeVoipbinConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
+        ThreadedServer.__init__(self, host, port)
         self.state = FakeVoipbinState(config)
-        self.host = host
-        self.port = port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+
+    def app(self) -> FastAPI:
+        """The fake's ASGI app, bound to this server's state."""
+        return create_app(self.state)
 
     # -- addresses and config ------------------------------------------------------------
 
@@ -65,11 +66,6 @@ class FakeVoipbinServer(ServerDriving):
         """A copy of the current config."""
         return self.state.config.model_copy(deep=True)
 
-    @property
-    def is_running(self) -> bool:
-        """Whether the server thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
-
     def configure(self, **fields: Any) -> FakeVoipbinConfig:
         """Change behaviour switches; see :class:`FakeVoipbinConfig`."""
         return self.state.configure(**fields)
@@ -77,67 +73,6 @@ class FakeVoipbinServer(ServerDriving):
     def reset(self) -> None:
         """Forget resources and records and restore the starting config."""
         self.state.reset()
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self, timeout: float = 10.0) -> FakeVoipbinServer:
-        """Bind the port, start serving, and wait until the port answers."""
-        if self._server is not None:
-            return self
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            create_app(self.state),
-            log_config=None,
-            log_level="warning",
-            access_log=False,  # the accesskey is in query strings: never log request lines
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=server.run,
-            kwargs={"sockets": [sock]},
-            name=f"fake-voipbin-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("fake VoIPBin server did not start")
-            time.sleep(0.01)
-        with socket.create_connection((self.host, self.port), timeout=timeout):
-            pass
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the server; safe to call twice."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(timeout)
-
-    def __enter__(self) -> FakeVoipbinServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> FakeVoipbinServer:
-        return await asyncio.to_thread(self.start)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await asyncio.to_thread(self.stop)
 
 
 def main(argv: list[str] | None = None) -> None:
