@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.contracts import Channel, InboundMessage
-from shared.tracing import new_trace, to_headers
+from services.common.kafka import event_headers
+from shared.contracts import Channel, InboundMessage, Reply
+from shared.tracing import new_trace
 
 
 def chat_messages(conversations: int, per_conversation: int, tag: str) -> Iterator[InboundMessage]:
@@ -32,8 +33,9 @@ def chat_messages(conversations: int, per_conversation: int, tag: str) -> Iterat
             )
 
 
-async def prepublish(bootstrap: str, topic: str, messages: Iterator[InboundMessage]) -> int:
-    """Publish `messages` keyed by conversation, as ingress does (idempotent, acks=all)."""
+async def prepublish(bootstrap: str, topic: str, messages: Iterable[InboundMessage | Reply]) -> int:
+    """Publish pipeline events keyed by conversation with the headers `publish_event` sets
+    (idempotent, acks=all), as ingress and the brain do; returns how many."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         enable_idempotence=True,
@@ -44,12 +46,7 @@ async def prepublish(bootstrap: str, topic: str, messages: Iterator[InboundMessa
     try:
         pending = []
         for message in messages:
-            headers = {
-                "content-type": "application/json",
-                "sb-event": "InboundMessage",
-                "sb-schema-version": str(message.schema_version),
-                **to_headers(message.trace),
-            }
+            headers = event_headers(message)
             pending.append(
                 await producer.send(
                     topic,

@@ -28,19 +28,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from bench.harness import procs
 from bench.harness.infra import Infra, create_topics, drop_namespace, new_namespace
-from bench.harness.kafka_io import TopicCounter, committed
+from bench.harness.kafka_io import TopicCounter, committed, prepublish
 from bench.harness.report import Section
 from bench.harness.sms_common import phone_number, render_grid, service_env
 from bench.harness.stats import peak_overlap, steady_rate
 from services.common.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 from shared.contracts import Channel, Reply
 from shared.topics import Topics
-from shared.tracing import new_trace, to_headers
+from shared.tracing import new_trace
 from tests.support.processes import free_port
 
 UNLIMITED_PER_S = 1_000_000.0
@@ -157,32 +156,6 @@ def sms_replies(run: EgressRun, tag: str) -> Iterator[Reply]:
             )
 
 
-async def publish_replies(bootstrap: str, topic: str, replies: list[Reply]) -> None:
-    """Publish keyed by conversation with the headers `publish_event` sets (acks=all)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, linger_ms=20)
-    await producer.start()
-    try:
-        pending = []
-        for reply in replies:
-            headers = {
-                "content-type": "application/json",
-                "sb-event": "Reply",
-                "sb-schema-version": str(reply.schema_version),
-                **to_headers(reply.trace),
-            }
-            pending.append(
-                await producer.send(
-                    topic,
-                    reply.model_dump_json().encode(),
-                    key=reply.conversation_id.encode(),
-                    headers=[(k, v.encode()) for k, v in headers.items()],
-                )
-            )
-        await asyncio.gather(*pending)
-    finally:
-        await producer.stop()
-
-
 def fake_twilio(latency_ms: int, log_dir: Path) -> procs.Child:
     """`switchboard fake twilio` in its own process (default dev credentials)."""
     port = free_port()
@@ -234,7 +207,7 @@ async def _one_run(
         (await control.post("/_fake/reset")).raise_for_status()
         replies = list(sms_replies(egress_run, namespace))
         outcome = Outcome(egress_run, {reply.text for reply in replies})
-        await publish_replies(bootstrap, topics.replies(Channel.SMS), replies)
+        await prepublish(bootstrap, topics.replies(Channel.SMS), replies)
         redis_before = await redis_commands(infra.redis_url)
         egress = procs.service("egress", egress_env(infra, namespace, egress_run, fake), log_dir)
         egress.start().wait_ready()

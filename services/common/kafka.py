@@ -62,20 +62,24 @@ def decode_headers(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
     return {key: value.decode("utf-8", "replace") for key, value in raw or ()}
 
 
+def event_headers(event: InboundMessage | Reply) -> dict[str, str]:
+    """The standard headers of a pipeline event: its name, schema version and trace context."""
+    return {
+        "content-type": "application/json",
+        "sb-event": type(event).__name__,
+        "sb-schema-version": str(event.schema_version),
+        **to_headers(event.trace),
+    }
+
+
 async def publish_event(broker: KafkaBroker, topic: str, event: InboundMessage | Reply) -> None:
     """Publish a keyed pipeline event with the standard headers; returns once Kafka acked it.
 
-    The key is the conversation id (one conversation, one partition, one order); headers name
-    the event and its schema version and carry the W3C trace context.
+    The key is the conversation id (one conversation, one partition, one order).
     """
     await broker.publish(
         event.model_dump_json().encode(),
         topic,
         key=event.conversation_id.encode(),
-        headers={
-            "content-type": "application/json",
-            "sb-event": type(event).__name__,
-            "sb-schema-version": str(event.schema_version),
-            **to_headers(event.trace),
-        },
+        headers=event_headers(event),
     )
