@@ -16,10 +16,16 @@ class MessageKind(StrEnum):
     TEXT = "text"
     """A complete user message (chat message, SMS, final voice transcript)."""
     PARTIAL_TRANSCRIPT = "partial_transcript"
-    """An interim voice transcript; may be superseded."""
+    """Voice: the caller is speaking (speech start or an interim transcript). Not a turn: a
+    barge-in signal that stops the agent talking."""
     CALL_STARTED = "call_started"
+    """Voice: the call was answered; its transcription and speaking sessions are opened."""
+    GREETING = "greeting"
+    """Voice: the caller is connected and waits to be greeted (a call's first `fetch`)."""
     CALL_ENDED = "call_ended"
+    """Voice: the call hung up; its sessions are closed, the conversation is kept."""
     DTMF = "dtmf"
+    """Voice: keys the caller pressed, in `text` (`0-9`, `*`, `#`)."""
     IDENTITY_LINKED = "identity_linked"
     """A chat session was verified as this phone's owner: `merge_from`'s memory joins in."""
 
@@ -74,7 +80,8 @@ class InboundMessage(Event):
     address: str = Field(
         min_length=1,
         max_length=256,
-        description="The customer's address on this channel: E.164 number, chat session id.",
+        description="Where the customer is reachable on this channel now: E.164 number (SMS),"
+        " chat session id, VoIPBin call id (voice).",
     )
     conversation_id: str = Field(
         min_length=1, max_length=128, description="Resolved conversation; the Kafka key."

@@ -31,6 +31,10 @@ class ReplyKind(StrEnum):
     """Deliver `text` to the customer."""
     STOP = "stop"
     """Voice barge-in: stop speaking the earlier answer of this conversation now."""
+    OPEN = "open"
+    """Voice: the call was answered; start its transcription and speaking sessions."""
+    CLOSE = "close"
+    """Voice: the call ended; stop its sessions (no hangup: it is already over)."""
 
 
 class Reply(Event):
@@ -56,6 +60,11 @@ class Reply(Event):
         description="Voice answers go out sentence by sentence: 0, 1, 2... of one turn.",
     )
     final: bool = Field(default=True, description="The last part of this turn's answer.")
+    end_call: bool = Field(
+        default=False,
+        description="Voice: hang up once this answer has been heard (the conversation is"
+        " over). Set on the final part of a turn.",
+    )
     covers: list[str] = Field(
         default_factory=list,
         description="All `provider_message_id`s answered by this one reply (SMS collects"

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx2
 
+from services.common.retry_after import retry_after_s
 from services.common.twilio import TOO_MANY_REQUESTS, TwilioSettings
 
 
@@ -136,7 +137,7 @@ class TwilioClient:
             response.status_code,
             _as_int(payload.get("code")),
             str(payload.get("message", ""))[:200],
-            _retry_after(response),
+            retry_after_s(response.headers),
         )
 
 
@@ -145,17 +146,6 @@ def _as_int(value: object) -> int | None:
         return int(str(value))
     except ValueError:
         return None
-
-
-def _retry_after(response: httpx2.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when else None
 
 
 def _message(item: dict[str, Any]) -> SentMessage:

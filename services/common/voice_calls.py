@@ -1,0 +1,165 @@
+"""What ingress and egress know about live VoIPBin calls, shared through Redis.
+
+VoIPBin's events arrive out of order and more than once, and a transcript names only its
+`transcribe_id`, so both sides keep one small record per call:
+
+- `voice:call:<call id>` (hash): `conversation_id`, `caller` (E.164 or SIP target),
+  `speaking_id`, `transcribe_id`, `ended`. Written by whoever learns a field first.
+- `voice:transcribe:<transcribe id>`: the call it belongs to.
+- `voice:event:<key>`: a webhook event already published (ingress dedupe).
+- `voice:fetch:<correlation id>`: who answered a held `fetch` (the brain's reply or the
+  fallback), claimed once (see `FetchClaims`).
+- `voice:reply:<reply id>`: a reply egress carried out; `voice:fence:<call id>`: the highest
+  fencing token egress has seen for the call (a stale brain's replies are refused).
+
+Records expire a day after their last write: calls do not last that long, and a conversation's
+memory lives elsewhere (the brain's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from redis.asyncio import Redis
+
+CALL_TTL_S = 24 * 3600
+EVENT_TTL_S = 3600
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call as far as Switchboard knows it."""
+
+    call_id: str
+    conversation_id: str = ""
+    caller: str = ""
+    speaking_id: str = ""
+    transcribe_id: str = ""
+    ended: bool = False
+
+
+class CallRegistry:
+    """Read and write call records, transcribe mappings and event dedupe marks."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    def _call_key(self, call_id: str) -> str:
+        return f"{self._prefix}:voice:call:{call_id}"
+
+    def _transcribe_key(self, transcribe_id: str) -> str:
+        return f"{self._prefix}:voice:transcribe:{transcribe_id}"
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        """The call's record, or None when nothing is known about it."""
+        fields = await self._redis.hgetall(self._call_key(call_id))  # type: ignore[misc]
+        if not fields:
+            return None
+        return CallRecord(
+            call_id=call_id,
+            conversation_id=fields.get("conversation_id", ""),
+            caller=fields.get("caller", ""),
+            speaking_id=fields.get("speaking_id", ""),
+            transcribe_id=fields.get("transcribe_id", ""),
+            ended=fields.get("ended") == "1",
+        )
+
+    async def update(self, call_id: str, **fields: str) -> None:
+        """Set some fields of the call's record (creating it) and refresh its expiry."""
+        key = self._call_key(call_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py's invariant dict type
+            pipe.expire(key, CALL_TTL_S)
+            if fields.get("transcribe_id"):
+                pipe.set(self._transcribe_key(fields["transcribe_id"]), call_id, ex=CALL_TTL_S)
+            await pipe.execute()
+
+    async def mark_ended(self, call_id: str) -> None:
+        """The call hung up: later replies for it are not spoken."""
+        await self.update(call_id, ended="1")
+
+    async def call_of_transcribe(self, transcribe_id: str) -> str | None:
+        """The call a transcribe session belongs to, if the mapping is known."""
+        call_id = await self._redis.get(self._transcribe_key(transcribe_id))
+        return str(call_id) if call_id else None
+
+    async def map_transcribe(self, transcribe_id: str, call_id: str) -> None:
+        """Remember which call a transcribe session belongs to (from any source)."""
+        await self._redis.set(self._transcribe_key(transcribe_id), call_id, ex=CALL_TTL_S)
+
+    async def seen_event(self, key: str) -> bool:
+        """Was this webhook event already published? (see `mark_event`)"""
+        return bool(await self._redis.exists(f"{self._prefix}:voice:event:{key}"))
+
+    async def mark_event(self, key: str) -> None:
+        """Remember a webhook event as published, so VoIPBin's retries are dropped early."""
+        await self._redis.set(f"{self._prefix}:voice:event:{key}", "1", ex=EVENT_TTL_S)
+
+    async def throttle(self, name: str, window_ms: int) -> bool:
+        """True at most once per `window_ms` for `name` (barge-in signals, say)."""
+        key = f"{self._prefix}:voice:throttle:{name}"
+        return bool(await self._redis.set(key, "1", nx=True, px=window_ms))
+
+
+class FetchOutcome(StrEnum):
+    """Who answered a held `fetch` request."""
+
+    REPLY = "reply"
+    """The brain's answer reached the holder in time."""
+    FALLBACK = "fallback"
+    """The deadline came first: the holder answered the fallback actions."""
+
+
+class FetchClaims:
+    """One answer per held `fetch`: the holder at its deadline and egress with the brain's
+    reply race for the claim; the loser knows to act otherwise (egress then speaks the late
+    answer through the Speaking API instead)."""
+
+    def __init__(self, redis: Redis, prefix: str, ttl_s: int = 600) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl_s = ttl_s
+
+    async def claim(self, correlation_id: str, outcome: FetchOutcome) -> FetchOutcome:
+        """Claim the answer for `outcome`; returns the outcome that holds (ours if first)."""
+        key = f"{self._prefix}:voice:fetch:{correlation_id}"
+        if await self._redis.set(key, outcome.value, nx=True, ex=self._ttl_s):
+            return outcome
+        current = await self._redis.get(key)
+        return FetchOutcome(current) if current else outcome
+
+
+class ReplyLedger:
+    """Egress's record of voice replies carried out, with the call's fence."""
+
+    # KEYS[1] done mark, KEYS[2] call fence; ARGV[1] fence ("" for none).
+    # Returns 1 to go ahead, 0 when already done, -1 when the fence is stale.
+    _CHECK = """
+    if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+    if ARGV[1] ~= '' then
+      local seen = tonumber(redis.call('GET', KEYS[2]) or '-1')
+      if tonumber(ARGV[1]) < seen then return -1 end
+      redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+    end
+    return 1
+    """
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._check = redis.register_script(self._CHECK)
+
+    def _done_key(self, reply_id: str) -> str:
+        return f"{self._prefix}:voice:reply:{reply_id}"
+
+    async def check(self, reply_id: str, call_id: str, fence: int | None) -> int:
+        """1: carry it out; 0: done before (a redelivery); -1: a stale brain's reply."""
+        keys = [self._done_key(reply_id), f"{self._prefix}:voice:fence:{call_id}"]
+        args = ["" if fence is None else str(fence), str(CALL_TTL_S)]
+        return int(await self._check(keys=keys, args=args))
+
+    async def done(self, reply_id: str) -> None:
+        """Record the reply as carried out."""
+        await self._redis.set(self._done_key(reply_id), "1", ex=CALL_TTL_S)
