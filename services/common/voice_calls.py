@@ -54,7 +54,8 @@ class CallRegistry:
 
     async def get(self, call_id: str) -> CallRecord | None:
         """The call's record, or None when nothing is known about it."""
-        fields = await self._redis.hgetall(self._call_key(call_id))  # type: ignore[misc]
+        raw = await self._redis.hgetall(self._call_key(call_id))
+        fields = {str(k): str(v) for k, v in raw.items()}
         if not fields:
             return None
         return CallRecord(
@@ -128,7 +129,7 @@ class FetchClaims:
         if await self._redis.set(key, outcome.value, nx=True, ex=self._ttl_s):
             return outcome
         current = await self._redis.get(key)
-        return FetchOutcome(current) if current else outcome
+        return FetchOutcome(str(current)) if current else outcome
 
 
 class ReplyLedger:
