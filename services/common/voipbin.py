@@ -102,11 +102,16 @@ class VoipbinSettings(BaseModel):
     def _no_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
-    def voipbin_production_problems(self) -> list[str]:
-        """What a production deployment still has at its development value."""
+    def voipbin_production_problems(self, *, receives_webhooks: bool) -> list[str]:
+        """What a production deployment still has at its development value.
+
+        Everyone calls the API (the accesskey); only ingress receives events and fetches.
+        """
         problems = []
         if self.voipbin_access_key.get_secret_value() == DEV_ACCESS_KEY:
             problems.append("VOIPBIN_ACCESS_KEY must be set in production")
+        if not receives_webhooks:
+            return problems
         secret = self.voipbin_webhook_secret.get_secret_value()
         if secret == DEV_WEBHOOK_SECRET and not self.voipbin_allow_unsigned:
             problems.append("VOIPBIN_WEBHOOK_SECRET must be set in production")
