@@ -7,12 +7,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.twilio import TwilioSettings
+from services.common.voipbin import VoipbinSettings
 from shared.settings import BaseServiceSettings
 
 DEV_CHAT_SECRET = "dev-only-chat-token-secret-change-me"  # noqa: S105 - refused in production
 
 
-class IngressSettings(BaseServiceSettings, TwilioSettings):
+class IngressSettings(BaseServiceSettings, TwilioSettings, VoipbinSettings):
     """Settings of one ingress instance."""
 
     model_config = SettingsConfigDict(env_prefix="INGRESS_", extra="ignore", populate_by_name=True)
@@ -56,6 +57,24 @@ class IngressSettings(BaseServiceSettings, TwilioSettings):
         description="Answer to HELP/INFO texts (sent as TwiML; keep it within 2 segments).",
     )
 
+    voipbin_fetch_deadline_s: float = Field(
+        default=3.0,
+        ge=0.5,
+        le=30.0,
+        description="A VoIPBin `fetch` is answered within this: the brain's answer, or a fallback.",
+    )
+    voipbin_hold_ms: int = Field(
+        default=30_000,
+        ge=1_000,
+        description="`digits_receive` wait between fetch rounds (keys pressed end it early).",
+    )
+    voipbin_fallback_text: str = Field(
+        default="Hello, thanks for calling. How can I help you today?",
+        min_length=1,
+        max_length=300,
+        description="Greeting spoken when the brain's greeting misses the fetch deadline.",
+    )
+
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
@@ -71,4 +90,8 @@ class IngressSettings(BaseServiceSettings, TwilioSettings):
             raise ValueError("INGRESS_CHAT_TOKEN_SECRET must be set (32+ chars) in production")
         if self.environment == "production" and self.uses_dev_credentials():
             raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
+        if self.environment == "production":
+            problems = self.voipbin_production_problems(receives_webhooks=True)
+            if problems:
+                raise ValueError("; ".join(problems))
         return self

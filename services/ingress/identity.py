@@ -89,6 +89,22 @@ class IdentityResolver:
         linked = await self._redis.get(key)
         return str(linked) if linked else None
 
+    async def resolve_caller(self, target: str) -> tuple[str, str]:
+        """`(canonical caller, conversation id)` of someone on a call.
+
+        A phone number joins the shared phone realm (the caller's SMS memory and theirs are
+        one). A SIP caller (a softphone dialling a Direct Hash) has no number: the SIP target
+        is its own identity, until a verified link says otherwise.
+        """
+        try:
+            number = self.canonical_address(Channel.VOICE, target)
+        except InvalidPhoneNumber:
+            caller = "sip:" + target.strip().removeprefix("sip:").lower()
+            linked = await self._redis.get(f"{self._prefix}:identity:sip:{caller}")
+            digest = hashlib.sha256(f"sip:{caller}".encode()).hexdigest()[:24]
+            return caller, str(linked) if linked else f"conv_{digest}"
+        return number, await self.resolve(Channel.VOICE, number)
+
     async def resolve(self, channel: Channel, address: str) -> str:
         """The conversation id to key this customer's events by."""
         canonical = self.canonical_address(channel, address)

@@ -18,7 +18,13 @@ from services.common.kafka import ensure_topics, make_broker
 from services.common.ops import OpsEmitter
 from services.common.redis import make_redis
 from services.common.sms_state import SmsConsent, SmsLedger
+from services.common.voice_calls import CallRegistry, FetchClaims
+from services.common.voipbin import VoipbinClient
+from services.common.voipbin_actions import FETCH_INBOX_KIND
 from services.ingress.channels.sms.channel import SmsChannel
+from services.ingress.channels.voice.callers import CallResolver
+from services.ingress.channels.voice.events import VoipbinEvents
+from services.ingress.channels.voice.fetch import VoipbinFetch
 from services.ingress.channels.webchat.channel import WebChatChannel
 from services.ingress.channels.webchat.tokens import TokenSigner
 from services.ingress.config import IngressSettings
@@ -66,6 +72,23 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
         ops=ops,
         help_text=settings.sms_help_text,
     )
+    voipbin = VoipbinClient(settings, timeout_s=2.0)
+    callers = CallResolver(CallRegistry(redis, settings.redis_prefix), voipbin, identity)
+    voice_events = VoipbinEvents(settings=settings, resolver=callers, publisher=publisher, ops=ops)
+    voice_fetch = VoipbinFetch(
+        token=settings.voipbin_fetch_token.get_secret_value(),
+        public_base_url=settings.public_base_url,
+        resolver=callers,
+        publisher=publisher,
+        claims=FetchClaims(redis, settings.redis_prefix),
+        ops=ops,
+        instance_id=settings.instance_id,
+        deadline_s=settings.voipbin_fetch_deadline_s,
+        hold_ms=settings.voipbin_hold_ms,
+        fallback_text=settings.voipbin_fallback_text,
+        language=settings.voipbin_language,
+        voice_id=settings.voipbin_voice_id,
+    )
     linking = LinkService(
         store=LinkStore(
             redis,
@@ -88,6 +111,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     inbox_redis = make_redis(settings.redis_url, socket_timeout=None)
     inbox = InboxReader(inbox_redis, settings.redis_prefix, settings.instance_id)
     inbox.on("chat", chat.on_inbox_entry)
+    inbox.on(FETCH_INBOX_KIND, voice_fetch.on_inbox_entry)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +132,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
+            await voipbin.aclose()
             await redis.aclose()
             await inbox_redis.aclose()
             log.info("ingress.stopped", instance_id=settings.instance_id)
@@ -118,6 +143,8 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     app.include_router(health_router("ingress", infrastructure_checks(broker, redis)))
     app.include_router(chat.router())
     app.include_router(sms.router())
+    app.include_router(voice_events.router())
+    app.include_router(voice_fetch.router())
     app.include_router(link_router(linking, signer))
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
