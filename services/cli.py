@@ -5,6 +5,9 @@ switchboard topics create                create every topic of the deployment
 switchboard schemas export | check       write / verify shared/schemas/v1.json
 switchboard fake openai|twilio|voipbin   run a provider fake (model server, Twilio, VoIPBin)
 switchboard simulate sms "Hi" --from N   text the running system as Twilio would, show the reply
+switchboard simulate call --from N "Hi"  phone it through the fake VoIPBin, show the answers
+switchboard voipbin setup --public-url U point a VoIPBin account (webhook, flow) at Switchboard
+switchboard voipbin call --to N|sip:...  place an outbound call that runs that flow
 switchboard dlq list | replay            dead letters: inspect them, replay them after a fix
 """
 
@@ -114,11 +117,28 @@ def _fake(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
+def _configure_tool() -> None:
+    """Tools talk to a person: warnings only, unless LOG_LEVEL asks for more."""
+    settings = BaseServiceSettings()
+    level = settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
+    configure_logging(level, settings.log_format)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from services.tools import simulate
 
-    _configure(BaseServiceSettings())
+    if args.channel == "call":
+        _configure_tool()
+    else:
+        _configure(BaseServiceSettings())
     return simulate.run(args)
+
+
+def _voipbin(args: argparse.Namespace) -> int:
+    from services.tools import voipbin_setup
+
+    _configure_tool()
+    return voipbin_setup.run(args)
 
 
 def _dlq(args: argparse.Namespace) -> int:
@@ -153,9 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["export", "check"])
     fake = sub.add_parser("fake", help="run a provider fake (extra arguments go to it)")
     fake.add_argument("provider", choices=["openai", "twilio", "voipbin"])
-    from services.tools import dead_letters, simulate
+    from services.tools import dead_letters, simulate, voipbin_setup
 
     simulate.add_arguments(sub.add_parser("simulate", help="act as a provider against the system"))
+    voipbin_setup.add_arguments(sub.add_parser("voipbin", help="set up VoIPBin, place calls"))
     dead_letters.add_arguments(sub.add_parser("dlq", help="list or replay dead letters"))
     return parser
 
@@ -179,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return _simulate(args)
     if args.command == "dlq":
         return _dlq(args)
+    if args.command == "voipbin":
+        return _voipbin(args)
     return _schemas(args)
 
 

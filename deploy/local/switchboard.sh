@@ -6,19 +6,24 @@
 #   switchboard.sh status  what is running
 # Service logs: .data/run/<service>.log. Settings come from the environment (see README).
 # Without TWILIO_ACCOUNT_SID, a fake Twilio REST API runs too (port FAKE_TWILIO_PORT, 8010)
-# and SMS replies land there: try it with `switchboard simulate sms "Hi"`.
+# and SMS replies land there: try it with `switchboard simulate sms "Hi"`. Without
+# VOIPBIN_ACCESS_KEY, a fake VoIPBin runs (port FAKE_VOIPBIN_PORT, 8020), set up to hand its
+# calls to ingress: try a call with `switchboard simulate call --from +15551234567`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SERVICES=(ingress brain egress)
 declare -A PORTS=([ingress]="${INGRESS_PORT:-8000}" [brain]="${BRAIN_PORT:-8001}" [egress]="${EGRESS_PORT:-8002}")
 
-FAKE_TWILIO_PORT="${FAKE_TWILIO_PORT:-8010}"
+declare -A FAKE_PORTS=([twilio]="${FAKE_TWILIO_PORT:-8010}" [voipbin]="${FAKE_VOIPBIN_PORT:-8020}")
+FAKES=()
 if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
-  export TWILIO_API_BASE="http://127.0.0.1:$FAKE_TWILIO_PORT"
-  FAKES=(twilio)
-else
-  FAKES=()
+  export TWILIO_API_BASE="http://127.0.0.1:${FAKE_PORTS[twilio]}"
+  FAKES+=(twilio)
+fi
+if [ -z "${VOIPBIN_ACCESS_KEY:-}" ]; then
+  export VOIPBIN_API_BASE="http://127.0.0.1:${FAKE_PORTS[voipbin]}/v1.0"
+  FAKES+=(voipbin)
 fi
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${PORTS[ingress]}}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
@@ -36,12 +41,12 @@ start_service() {
 }
 
 start_fake() {
-  local name=$1 pidfile="$RUN_DIR/fake-$1.pid"
+  local name=$1 port=${FAKE_PORTS[$1]} pidfile="$RUN_DIR/fake-$1.pid"
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return 0; fi
-  port_open "$FAKE_TWILIO_PORT" && die "port $FAKE_TWILIO_PORT is taken: cannot start the fake $name (set FAKE_TWILIO_PORT)"
-  nohup "$VENV/bin/switchboard" fake "$name" --port "$FAKE_TWILIO_PORT" >>"$RUN_DIR/fake-$name.log" 2>&1 &
+  port_open "$port" && die "port $port is taken: cannot start the fake $name (set FAKE_${name^^}_PORT)"
+  nohup "$VENV/bin/switchboard" fake "$name" --port "$port" >>"$RUN_DIR/fake-$name.log" 2>&1 &
   echo $! >"$pidfile"
-  for _ in $(seq 60); do port_open "$FAKE_TWILIO_PORT" && return 0; sleep 0.5; done
+  for _ in $(seq 60); do port_open "$port" && return 0; sleep 0.5; done
   tail -20 "$RUN_DIR/fake-$name.log" >&2
   die "the fake $name did not start"
 }
@@ -72,7 +77,13 @@ up() {
   local engine="offline engine (knowledge file: services/brain/knowledge.md)"
   [ -n "${OPENAI_API_KEY:-}" ] && engine="model ${OPENAI_MODEL:-gpt-4o-mini} at ${OPENAI_BASE_URL:-the OpenAI API}"
   local sms="Twilio account ${TWILIO_ACCOUNT_SID:-}"
-  [ ${#FAKES[@]} -gt 0 ] && sms="fake Twilio at $TWILIO_API_BASE; try: .venv/bin/switchboard simulate sms \"Hi\""
+  [ -z "${TWILIO_ACCOUNT_SID:-}" ] && sms="fake Twilio at $TWILIO_API_BASE; try: .venv/bin/switchboard simulate sms \"Hi\""
+  local voice="VoIPBin at $VOIPBIN_API_BASE (run: .venv/bin/switchboard voipbin setup --public-url <your public URL>)"
+  if [ -z "${VOIPBIN_ACCESS_KEY:-}" ]; then
+    local sip
+    sip=$("$VENV/bin/switchboard" voipbin setup --public-url "$PUBLIC_BASE_URL" 2>>"$RUN_DIR/fake-voipbin.log" | sed -n 's/.*\(sip:[^ ]*\).*/\1/p' | head -1 || true)
+    voice="fake VoIPBin at $VOIPBIN_API_BASE, flow $sip; try: .venv/bin/switchboard simulate call --from +15551234567"
+  fi
   cat >&2 <<MSG
 
   Switchboard is up.
@@ -80,6 +91,7 @@ up() {
     Health:     http://127.0.0.1:${PORTS[ingress]}/readyz  (brain :${PORTS[brain]}, egress :${PORTS[egress]})
     Answers:    $engine
     SMS:        $sms
+    Voice:      $voice
     Logs:       $RUN_DIR/{ingress,brain,egress}.log
 
 MSG
@@ -90,7 +102,7 @@ down() {
     [ -f "$RUN_DIR/$name.pid" ] && say "stopping $name"
     stop_pidfile "$RUN_DIR/$name.pid" 15
   done
-  stop_pidfile "$RUN_DIR/fake-twilio.pid" 5
+  for name in twilio voipbin; do stop_pidfile "$RUN_DIR/fake-$name.pid" 5; done
   "$REPO_ROOT/deploy/local/redis.sh" stop
   "$REPO_ROOT/deploy/local/kafka.sh" stop
 }
@@ -103,9 +115,11 @@ status() {
       echo "$name: stopped"
     fi
   done
-  if [ -f "$RUN_DIR/fake-twilio.pid" ] && kill -0 "$(cat "$RUN_DIR/fake-twilio.pid")" 2>/dev/null; then
-    echo "fake twilio: running (port $FAKE_TWILIO_PORT)"
-  fi
+  for name in twilio voipbin; do
+    if [ -f "$RUN_DIR/fake-$name.pid" ] && kill -0 "$(cat "$RUN_DIR/fake-$name.pid")" 2>/dev/null; then
+      echo "fake $name: running (port ${FAKE_PORTS[$name]})"
+    fi
+  done
   "$REPO_ROOT/deploy/local/kafka.sh" status || true
   "$REPO_ROOT/deploy/local/redis.sh" status || true
 }

@@ -4,8 +4,21 @@ Each channel has the policy its customers expect:
 - chat: **queue**. Every message gets its own answer, in order.
 - SMS: **collect**. Texts sent within a short window of each other ("hi" / "one more thing"
   / "my order is late") are answered as one turn, with one SMS back.
-- voice: **interrupt**. A newer final utterance cancels the answer being generated; the
-  caller has moved on, and what they heard is recorded as interrupted.
+- voice: **interrupt**. The caller speaking again cancels the answer being spoken; they
+  have moved on, and what they heard is recorded as interrupted.
+
+Voice in detail (`interrupts`, `supersedes`):
+- A *streamed* voice answer (to a final transcript, keys pressed, or an unheld greeting) is
+  interrupted by a newer final transcript, a partial transcript (the caller started
+  speaking: barge-in), keys pressed, or the call ending (nobody is listening any more).
+- A whole answer for a held request (reply mode SYNC: the greeting on a call's first
+  `fetch`, keys sent with a `fetch`) is never interrupted: it is one short reply the holder
+  is waiting for, and there is no half of it to keep.
+- A voice answer still *queued* is moot (it starts interrupted, says nothing) only when a
+  newer final input is queued behind it: a final transcript, keys, or the call's end. A
+  partial transcript behind it is not enough: it is the start of the caller's *next*
+  utterance, and the final one before it still deserves its answer. (The scheduler also
+  drops such a partial's STOP, which would cut the very answer it predates.)
 """
 
 from __future__ import annotations
@@ -13,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from services.brain.calls import answered_whole, is_voice_answer
 from shared.contracts import Channel, InboundMessage, MessageKind
 
 
@@ -48,10 +62,33 @@ class DoubleTextingPolicy:
     @staticmethod
     def interrupts(running: InboundMessage, newer: InboundMessage) -> bool:
         """Does `newer` barge in on the voice answer being generated for `running`?"""
+        if not (is_voice_answer(running) and not answered_whole(running)):
+            return False
+        if newer.channel is not Channel.VOICE:
+            return False
+        if newer.dedupe_key == running.dedupe_key:
+            # A provider retry or a race of the same utterance, not a newer one: treating it
+            # as a barge-in would record the turn as interrupted and its copies as processed,
+            # and the caller would never hear an answer.
+            return False
+        if newer.kind in (MessageKind.PARTIAL_TRANSCRIPT, MessageKind.CALL_ENDED):
+            return True
+        return newer.kind in (MessageKind.TEXT, MessageKind.DTMF) and is_voice_answer(newer)
+
+    @staticmethod
+    def supersedes(queued: InboundMessage, newer: InboundMessage) -> bool:
+        """Is the voice turn for `queued` moot, with `newer` already queued behind it?"""
         return (
-            running.channel is Channel.VOICE
-            and running.kind is MessageKind.TEXT
-            and newer.channel is Channel.VOICE
-            and newer.kind is MessageKind.TEXT
-            and bool(newer.text.strip())
+            DoubleTextingPolicy.interrupts(queued, newer)
+            and newer.kind is not MessageKind.PARTIAL_TRANSCRIPT
+        )
+
+    @staticmethod
+    def predates_answer(queued: InboundMessage, answering: InboundMessage) -> bool:
+        """Is `queued` a partial transcript whose STOP would only cut the answer to
+        `answering`, a voice turn that starts while the partial waits behind it?"""
+        return (
+            queued.channel is Channel.VOICE
+            and queued.kind is MessageKind.PARTIAL_TRANSCRIPT
+            and is_voice_answer(answering)
         )

@@ -1,7 +1,8 @@
 """Prompt text, kept in one place.
 
-The system prompt every channel shares (with a short per-channel style hint), and the
-summarization prompt that folds older turns into the running summary.
+The system prompt every channel shares (with a short per-channel style hint), the turns of
+a call that have no caller utterance (the greeting, keypad presses), and the summarization
+prompt that folds older turns into the running summary.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.brain.engines.base import EngineTurn
+from services.brain.hangup import HANGUP_MARKER
 
 BASE_PROMPT = (
     "You are the customer assistant of this business. You talk to the same customer across "
@@ -19,8 +21,22 @@ BASE_PROMPT = (
 _STYLE = {
     "chat": "This turn is in web chat: short paragraphs; simple markdown is fine.",
     "sms": "This turn is by SMS: plain text, no markdown, one or two short sentences.",
-    "voice": "This turn is spoken on a call: one or two short sentences, no lists, no URLs.",
+    "voice": (
+        "This turn is spoken on a call: one or two short sentences, no lists, no URLs. When "
+        "the caller says goodbye or the conversation is clearly finished, say a short goodbye "
+        f"and end your answer with {HANGUP_MARKER} (it hangs up; it is never read aloud)."
+    ),
 }
+
+GREETING_INSTRUCTION = (
+    "(The caller has just been connected by phone. Greet them in one short spoken sentence. "
+    "If the earlier conversation or its summary tells you their name, greet them by name, and "
+    "if they talked with us before, briefly refer to what it was about.)"
+)
+"""The user text of a call's greeting turn: there is no caller utterance yet."""
+
+KEYS_PRESSED = "(The caller pressed {keys} on the phone keypad.)"
+"""The user text (and remembered utterance) of a keypad press; `keys` as pressed: "1", "12#"."""
 
 
 def system_prompt(channel: str, summary: str = "") -> str:

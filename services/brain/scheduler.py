@@ -8,7 +8,11 @@ the end of the contiguous finished prefix (`PartitionOffsets`), so a slow model 
 up nothing but its own conversation and a crash loses nothing.
 
 The double-texting policy decides how queued records form turns: SMS bursts are collected
-into one turn, and a newer voice utterance interrupts the running voice turn.
+into one turn, and the caller speaking again (or hanging up) interrupts the running voice
+answer. A queued voice answer starts interrupted when a newer final input (transcript, keys,
+hangup) is already queued behind it; a partial transcript behind it does not make it moot,
+but that partial's STOP is then dropped: it would cut the answer it predates (see
+`DoubleTextingPolicy`).
 """
 
 from __future__ import annotations
@@ -64,6 +68,8 @@ class PartitionScheduler:
         self._runners: dict[bytes | None, asyncio.Task[None]] = {}
         self._running: dict[bytes | None, Turn] = {}
         self._arrived: dict[bytes | None, asyncio.Event] = {}
+        self._moot_stops: set[int] = set()
+        """Offsets of partial transcripts queued behind a voice answer that has started."""
         self._closing = False
 
     @property
@@ -94,12 +100,16 @@ class PartitionScheduler:
                 batch = await self._next_batch(key, queue)
                 if self._closing:  # revoked while the SMS burst was collecting
                     break
+                if batch[0].record.offset in self._moot_stops:
+                    self._finish(queue, batch)
+                    continue
                 messages = [w.message for w in batch if w.message is not None]
                 turn = Turn(messages) if messages else None
                 if turn is not None:
                     self._running[key] = turn  # interruptible while waiting for a slot too
                     if self._superseded(turn, queue, len(batch)):
                         turn.interrupt()
+                    self._note_moot_stops(turn, queue, len(batch))
                 try:
                     async with self._slots:
                         if self._closing:  # revoked while waiting for a slot
@@ -113,21 +123,33 @@ class PartitionScheduler:
                     continue
                 finally:
                     self._running.pop(key, None)
-                for work in batch:
-                    queue.popleft()
-                    self.offsets.finished(work.record.offset)
+                self._finish(queue, batch)
         finally:
             self._runners.pop(key, None)
             self._arrived.pop(key, None)
             if not queue:
                 self._queues.pop(key, None)
 
+    def _finish(self, queue: deque[Work], batch: Sequence[Work]) -> None:
+        for work in batch:
+            queue.popleft()
+            self.offsets.finished(work.record.offset)
+            self._moot_stops.discard(work.record.offset)
+
     def _superseded(self, turn: Turn, queue: deque[Work], batch_size: int) -> bool:
-        """A newer utterance already queued behind this voice turn makes it moot."""
+        """A newer final input (not a mere partial) queued behind this voice turn makes it
+        moot: the caller has moved on before hearing anything."""
         return any(
-            work.message is not None and self._policy.interrupts(turn.first, work.message)
+            work.message is not None and self._policy.supersedes(turn.first, work.message)
             for work in islice(queue, batch_size, None)
         )
+
+    def _note_moot_stops(self, turn: Turn, queue: deque[Work], batch_size: int) -> None:
+        """Partials already queued behind a starting voice answer will not stop it: the
+        caller began speaking before that answer existed, and it still deserves hearing."""
+        for work in islice(queue, batch_size, None):
+            if work.message is not None and self._policy.predates_answer(work.message, turn.first):
+                self._moot_stops.add(work.record.offset)
 
     async def _next_batch(self, key: bytes | None, queue: deque[Work]) -> list[Work]:
         """The head record, plus the SMS texts that join its burst (waiting for the window)."""

@@ -9,11 +9,20 @@ in quick succession are collected into one turn; see `services.brain.double_text
    egress drops the duplicates) and nothing else happens for them.
 3. The rest are answered: engine (an apology if it fails), shaping for the channel. Voice
    streams sentence by sentence, so the caller hears the first sentence early, and a newer
-   utterance can interrupt the answer (the turn records what was actually said).
+   utterance can interrupt the answer (the turn records what was actually said). A voice
+   answer somebody holds a request open for (reply mode SYNC) is one whole reply instead.
+   Call control (call started / ended, the caller speaking) skips the engine and memory and
+   becomes one OPEN / CLOSE / STOP reply (see `services.brain.calls`).
 4. One fenced Lua script records the turn in memory, marks the messages processed and
    releases the lock. If the lock was lost meanwhile, nothing is written or published and
    the turn is retried by whoever owns the conversation now.
 5. The replies are published. A crash before this is healed by redelivery (step 2).
+
+A voice answer ends the call (`Reply.end_call` on its final reply) when the caller's
+utterance was a goodbye (`services.brain.goodbye`), even if the model answered something
+else (the caller has already left in their mind), or when the model ended its answer with
+the hangup marker (`services.brain.hangup`; it is never spoken nor remembered). An
+interrupted answer never ends the call.
 """
 
 from __future__ import annotations
@@ -30,7 +39,18 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from redis.exceptions import RedisError
 
+from services.brain.calls import (
+    CONTROL_REPLIES,
+    GREETING_FALLBACK,
+    answered_whole,
+    caller_said_goodbye,
+    engine_text,
+    is_control,
+    is_voice_answer,
+    remembered_text,
+)
 from services.brain.engines.base import Engine, EngineError, EngineRequest
+from services.brain.hangup import MarkerFilter, strip_marker
 from services.brain.locks import ConversationLocks, Lease, LockLost
 from services.brain.memory import CommitStatus, ConversationMemory, MemoryEntry, Snapshot
 from services.brain.sentences import sentences
@@ -75,7 +95,7 @@ class Turn:
         return self.messages[0]
 
     def interrupt(self) -> None:
-        """A newer utterance arrived (voice barge-in): stop answering this turn."""
+        """The caller spoke again or hung up (voice barge-in): stop answering this turn."""
         self.interrupted.set()
 
 
@@ -109,6 +129,7 @@ class TurnProcessor:
         rules: ShapingRules,
         apology_text: str,
         summary_max_chars: int,
+        greeting_fallback_text: str = GREETING_FALLBACK,
     ) -> None:
         self._engine = engine
         self._memory = self.memory = memory
@@ -118,6 +139,7 @@ class TurnProcessor:
         self._rules = rules
         self._apology_text = apology_text
         self._summary_max_chars = summary_max_chars
+        self._greeting_fallback_text = greeting_fallback_text
 
     async def handle(self, message: InboundMessage) -> list[Reply]:
         """Process a single message as its own turn (the common case)."""
@@ -125,9 +147,8 @@ class TurnProcessor:
 
     async def run(self, turn: Turn) -> list[Reply]:
         """Process one turn; returns the replies published (republished ones included)."""
-        messages = [m for m in turn.messages if _needs_turn(m)]
+        messages = [m for m in turn.messages if _actionable(m)]
         if not messages:
-            # Partial transcripts and call control get their behaviour with the voice channel.
             TURNS.labels(turn.first.channel.value, "ignored").inc()
             return []
         keys = [m.dedupe_key for m in messages]
@@ -150,6 +171,10 @@ class TurnProcessor:
             if pending[0].kind is MessageKind.IDENTITY_LINKED:
                 await self._absorb(lease, pending[0])
                 return published
+            if is_control(pending[0]):  # the scheduler never mixes them with answered kinds
+                replies = await self._control(lease, pending)
+                released = True
+                return [*published, *replies]
             replies = await self._answer(Turn(pending, turn.interrupted), snapshot, lease)
             released = True
             return [*published, *replies]
@@ -201,6 +226,29 @@ class TurnProcessor:
             raise LockLost(message.conversation_id)
         TURNS.labels(message.channel.value, "linked").inc()
 
+    async def _control(self, lease: Lease, messages: Sequence[InboundMessage]) -> list[Reply]:
+        """Call control: one OPEN / CLOSE / STOP reply each; no engine, no memory entry.
+
+        Fenced and recorded like any turn (under the lock the scheduler leaves free for it,
+        so it costs one more Redis round trip): the reply carries a fence and a redelivery
+        republishes it with the same `reply_id`, which egress drops.
+        """
+        replies = [
+            self._reply(Turn([m]), lease, "", kind=CONTROL_REPLIES[m.kind]) for m in messages
+        ]
+        outcome = json.dumps({"replies": [r.model_dump(mode="json") for r in replies]})
+        status = await self._memory.commit(lease, [m.dedupe_key for m in messages], [], outcome)
+        if status is CommitStatus.FENCED:
+            await self._fenced(messages[0])
+            raise LockLost(messages[0].conversation_id)
+        if status is CommitStatus.DONE_SUMMARY_DUE:
+            await self._release(lease)  # summarizing waits for the next answered turn
+        for message, reply in zip(messages, replies, strict=True):
+            await self._publish(reply)
+            await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **_ids(message))
+            TURNS.labels(message.channel.value, message.kind.value).inc()
+        return replies
+
     async def _answer(self, turn: Turn, snapshot: Snapshot, lease: Lease) -> list[Reply]:
         """Generate, record (releasing the lock) and publish; returns the turn's replies."""
         first = turn.first
@@ -211,18 +259,25 @@ class TurnProcessor:
         request = EngineRequest(
             conversation_id=first.conversation_id,
             channel=first.channel.value,
-            user_text="\n".join(m.text for m in turn.messages),
+            user_text="\n".join(engine_text(m) for m in turn.messages),
             history=snapshot.history,
             summary=snapshot.summary,
             budget_s=_budget_for(first),
         )
+        fallback = self._apology_text
+        if first.channel is Channel.VOICE and first.kind is MessageKind.GREETING:
+            fallback = self._greeting_fallback_text
         lost = asyncio.Event()
         async with self._locks.kept_alive(lease, lost.set):
-            if first.channel is Channel.VOICE:
-                answer = await self._speak(turn, request, lease, lost)
+            if first.channel is Channel.VOICE and not answered_whole(first):
+                answer = await self._speak(turn, request, lease, lost, fallback)
             else:
-                answer = await self._write(turn, request, lease)
-        entries = [MemoryEntry("user", m.text, m.channel.value) for m in turn.messages]
+                answer = await self._write(turn, request, lease, fallback)
+        entries = [
+            MemoryEntry("user", said, m.channel.value)
+            for m in turn.messages
+            if (said := remembered_text(m)) is not None
+        ]
         entries.append(
             MemoryEntry(
                 "assistant", answer.said, first.channel.value, interrupted=answer.interrupted
@@ -245,20 +300,30 @@ class TurnProcessor:
         for reply in answer.after_commit:
             await self._publish(reply)
             await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **_ids(first))
+        if answer.replies[-1].end_call:
+            log.info("brain.voice.end_call", conversation_id=first.conversation_id)
         TURNS.labels(first.channel.value, "interrupted" if answer.interrupted else "answered").inc()
         if status is CommitStatus.DONE_SUMMARY_DUE:
             await self._summarize(lease)
         return answer.replies
 
-    async def _write(self, turn: Turn, request: EngineRequest, lease: Lease) -> _Answer:
-        """Chat and SMS: the whole answer at once, shaped for the channel."""
+    async def _write(
+        self, turn: Turn, request: EngineRequest, lease: Lease, fallback: str
+    ) -> _Answer:
+        """Chat, SMS and held voice requests: the whole answer at once, shaped for the channel."""
         first = turn.first
-        text = await self._generate(first, request)
+        text, hangup = strip_marker(await self._generate(first, request, fallback))
         text = shape(first.channel, text, self._rules)
-        return _Answer([self._reply(turn, lease, text)], said=text)
+        end_call = first.channel is Channel.VOICE and (hangup or caller_said_goodbye(turn.messages))
+        return _Answer([self._reply(turn, lease, text, end_call=end_call)], said=text)
 
     async def _speak(
-        self, turn: Turn, request: EngineRequest, lease: Lease, lost: asyncio.Event
+        self,
+        turn: Turn,
+        request: EngineRequest,
+        lease: Lease,
+        lost: asyncio.Event,
+        fallback: str,
     ) -> _Answer:
         """Voice: stream sentence by sentence; a barge-in stops it where the caller was.
 
@@ -268,14 +333,17 @@ class TurnProcessor:
         first = turn.first
         said: list[str] = []
         replies: list[Reply] = []
+        marker = MarkerFilter()
 
         async def produce() -> None:
             budget = self._rules.voice_max_chars
             deltas = self._stream(first, request)
+            unmarked = marker.filter(deltas)
             try:
                 async with (
                     contextlib.aclosing(deltas),
-                    contextlib.aclosing(sentences(deltas)) as spoken_sentences,
+                    contextlib.aclosing(unmarked),
+                    contextlib.aclosing(sentences(unmarked)) as spoken_sentences,
                 ):
                     async for sentence in spoken_sentences:
                         spoken = shape(Channel.VOICE, sentence, self._rules)
@@ -286,7 +354,7 @@ class TurnProcessor:
                         await self._emit_part(turn, lease, spoken, len(replies), replies)
                         said.append(spoken)
             except EngineError:
-                apology = shape(Channel.VOICE, self._apology_text, self._rules)
+                apology = shape(Channel.VOICE, fallback, self._rules)
                 await self._emit_part(turn, lease, apology, len(replies), replies)
                 said.append(apology)
 
@@ -318,7 +386,8 @@ class TurnProcessor:
                 already_published=len(replies) + 1,
             )
         producer.result()
-        final = self._reply(turn, lease, "", part=len(replies))
+        end_call = marker.found or caller_said_goodbye(turn.messages)
+        final = self._reply(turn, lease, "", part=len(replies), end_call=end_call)
         return _Answer([*replies, final], " ".join(said), already_published=len(replies))
 
     async def _emit_part(
@@ -348,7 +417,9 @@ class TurnProcessor:
         if not await self._memory.fold_summary(lease, summary, len(folded)):
             log.warning("brain.summary.fenced", conversation_id=lease.conversation_id)
 
-    async def _generate(self, message: InboundMessage, request: EngineRequest) -> str:
+    async def _generate(
+        self, message: InboundMessage, request: EngineRequest, fallback: str
+    ) -> str:
         ids = _ids(message)
         await self._ops.emit(Lifecycle.LLM_START, attributes={"engine": self._engine.name}, **ids)
         started = time.perf_counter()
@@ -356,7 +427,7 @@ class TurnProcessor:
             text = await self._engine.generate(request)
         except EngineError as exc:
             await self._engine_failed(message, exc, started)
-            return self._apology_text
+            return fallback
         elapsed = time.perf_counter() - started
         MODEL_SECONDS.labels(self._engine.name).observe(elapsed)
         await self._ops.emit(Lifecycle.LLM_END, duration_ms=elapsed * 1000, **ids)
@@ -404,6 +475,7 @@ class TurnProcessor:
         part: int = 0,
         final: bool = True,
         kind: ReplyKind = ReplyKind.MESSAGE,
+        end_call: bool = False,
     ) -> Reply:
         first = turn.first
         return Reply(
@@ -417,15 +489,18 @@ class TurnProcessor:
             text=text,
             part=part,
             final=final,
+            end_call=end_call,
             fence=lease.token,
             reply=turn.messages[-1].reply,
             trace=child_of(first.trace),
         )
 
 
-def _needs_turn(message: InboundMessage) -> bool:
-    if message.kind is MessageKind.IDENTITY_LINKED:
+def _actionable(message: InboundMessage) -> bool:
+    if message.kind is MessageKind.IDENTITY_LINKED or is_control(message):
         return True
+    if message.channel is Channel.VOICE:
+        return is_voice_answer(message)
     return message.kind is MessageKind.TEXT and bool(message.text.strip())
 
 

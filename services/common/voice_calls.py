@@ -4,13 +4,16 @@ VoIPBin's events arrive out of order and more than once, and a transcript names 
 `transcribe_id`, so both sides keep one small record per call:
 
 - `voice:call:<call id>` (hash): `conversation_id`, `caller` (E.164 or SIP target),
-  `speaking_id`, `transcribe_id`, `ended`. Written by whoever learns a field first.
+  `speaking_id`, `transcribe_id`, `ended`. Written by whoever learns a field first. Egress
+  adds `speaking_until_ms` (when the speech it queued should have been heard, an estimate)
+  and `talk_only` (the call's speaking session is unusable: speak with `talk`).
 - `voice:transcribe:<transcribe id>`: the call it belongs to.
 - `voice:event:<key>`: a webhook event already published (ingress dedupe).
 - `voice:fetch:<correlation id>`: who answered a held `fetch` (the brain's reply or the
   fallback), claimed once (see `FetchClaims`).
-- `voice:reply:<reply id>`: a reply egress carried out; `voice:fence:<call id>`: the highest
-  fencing token egress has seen for the call (a stale brain's replies are refused).
+- `voice:reply:<reply id>`: a reply egress carried out (`...:<step>`: one step of it, such as
+  the text spoken before a hangup); `voice:fence:<call id>`: the highest fencing token egress
+  has seen for the call (a stale brain's replies are refused).
 
 Records expire a day after their last write: calls do not last that long, and a conversation's
 memory lives elsewhere (the brain's).
@@ -37,14 +40,28 @@ class CallRecord:
     speaking_id: str = ""
     transcribe_id: str = ""
     ended: bool = False
+    speaking_until_ms: int = 0
+    """Egress's estimate of when the speech it queued on the call ends (epoch ms)."""
+    talk_only: bool = False
+    """The speaking session failed for good: egress speaks with `POST /calls/{id}/talk`."""
 
 
 class CallRegistry:
     """Read and write call records, transcribe mappings and event dedupe marks."""
 
+    # KEYS[1] call record; ARGV[1] now (ms), ARGV[2] speech duration (ms), ARGV[3] TTL (s).
+    _QUEUE_SPEECH = """
+    local queued = tonumber(redis.call('HGET', KEYS[1], 'speaking_until_ms') or '0') or 0
+    local ends = math.max(queued, tonumber(ARGV[1])) + tonumber(ARGV[2])
+    redis.call('HSET', KEYS[1], 'speaking_until_ms', string.format('%d', ends))
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    return ends
+    """
+
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._queue_speech = redis.register_script(self._QUEUE_SPEECH)
 
     def _call_key(self, call_id: str) -> str:
         return f"{self._prefix}:voice:call:{call_id}"
@@ -65,6 +82,8 @@ class CallRegistry:
             speaking_id=fields.get("speaking_id", ""),
             transcribe_id=fields.get("transcribe_id", ""),
             ended=fields.get("ended") == "1",
+            speaking_until_ms=_int(fields.get("speaking_until_ms")),
+            talk_only=fields.get("talk_only") == "1",
         )
 
     async def update(self, call_id: str, **fields: str) -> None:
@@ -76,6 +95,18 @@ class CallRegistry:
             if fields.get("transcribe_id"):
                 pipe.set(self._transcribe_key(fields["transcribe_id"]), call_id, ex=CALL_TTL_S)
             await pipe.execute()
+
+    async def queue_speech(self, call_id: str, duration_ms: int, now_ms: int) -> int:
+        """Add `duration_ms` of speech after what is already queued (or after now, when that
+        has been heard); returns the new estimate of when the call's speech ends."""
+        until = await self._queue_speech(
+            keys=[self._call_key(call_id)], args=[now_ms, max(0, duration_ms), CALL_TTL_S]
+        )
+        return int(until)
+
+    async def clear_speech(self, call_id: str) -> None:
+        """The queued speech was flushed: nothing is left to be heard."""
+        await self.update(call_id, speaking_until_ms="0")
 
     async def mark_ended(self, call_id: str) -> None:
         """The call hung up: later replies for it are not spoken."""
@@ -164,3 +195,18 @@ class ReplyLedger:
     async def done(self, reply_id: str) -> None:
         """Record the reply as carried out."""
         await self._redis.set(self._done_key(reply_id), "1", ex=CALL_TTL_S)
+
+    async def mark_step(self, reply_id: str, step: str) -> None:
+        """Record one step of a reply as carried out (so a retry of the rest skips it)."""
+        await self._redis.set(f"{self._done_key(reply_id)}:{step}", "1", ex=CALL_TTL_S)
+
+    async def step_done(self, reply_id: str, step: str) -> bool:
+        """Whether `mark_step(reply_id, step)` happened."""
+        return bool(await self._redis.exists(f"{self._done_key(reply_id)}:{step}"))
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +26,7 @@ import httpx2
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from services.common.retry_after import retry_after_s
-from shared.logs import get_logger
+from shared.logs import get_logger, redact
 
 log = get_logger("voipbin")
 
@@ -180,8 +181,9 @@ class VoipbinUnreachable(Exception):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of 429, 5xx and network errors: full-jitter exponential backoff that honours
-    `Retry-After`, bounded by attempts and by a total time budget."""
+    """Retries of 429, 5xx and network errors: full-jitter exponential backoff, never shorter
+    than `Retry-After` (providers.md 1.1), bounded by attempts and by a total time budget (a
+    `Retry-After` beyond the budget ends the retries at once: the caller retries later)."""
 
     max_attempts: int = 4
     base_s: float = 0.2
@@ -189,12 +191,34 @@ class RetryPolicy:
     budget_s: float = 15.0
 
     def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
-        if retry_after_s is not None:
-            return min(retry_after_s, self.cap_s)
-        return random.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))  # noqa: S311
+        ceiling = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+        backoff = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
+        return max(backoff, retry_after_s or 0.0)
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)
+
+
+class _RedactRequestLines(logging.Filter):
+    """httpx2 logs every request line at INFO with the full URL, `?accesskey=` included; the
+    services keep that logger at WARNING, but a debugging setup may not. Mask it anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg, record.args = redact(record.getMessage()), None
+        else:
+            record.msg = redact(str(record.msg))
+        return True
+
+
+_REDACT_REQUEST_LINES = _RedactRequestLines()
+
+
+def _redact_http_logs() -> None:
+    for name in ("httpx2", "httpx"):
+        logger = logging.getLogger(name)
+        if _REDACT_REQUEST_LINES not in logger.filters:
+            logger.addFilter(_REDACT_REQUEST_LINES)
 
 
 class VoipbinClient:
@@ -217,6 +241,7 @@ class VoipbinClient:
         self._base = settings.voipbin_api_base
         self._key = settings.voipbin_access_key.get_secret_value()
         self._retry = retry or RetryPolicy()
+        _redact_http_logs()
         self._http = http or httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout_s, connect=5.0),
             limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50),
@@ -285,9 +310,13 @@ class VoipbinClient:
         raise VoipbinError(
             response.status_code,
             str(error.get("reason") or error.get("status") or "UNKNOWN"),
-            str(error.get("message") or ""),
+            self._without_key(str(error.get("message") or "")),
             retry_after_s(response.headers),
         )
+
+    def _without_key(self, text: str) -> str:
+        """`text` with the accesskey masked, should VoIPBin ever quote the request back."""
+        return redact(text.replace(self._key, "***") if self._key else text)
 
     # -- customer and flows (setup) -------------------------------------------------------
 
@@ -377,6 +406,12 @@ class VoipbinClient:
 
     async def flush(self, speaking_id: str) -> Any:
         return await self.request("POST", f"/speakings/{speaking_id}/flush")
+
+    async def get_speaking(
+        self, speaking_id: str, *, retry: RetryPolicy | None = None
+    ) -> dict[str, Any]:
+        """One speaking session; `status` is initiating, active or stopped."""
+        return dict(await self.request("GET", f"/speakings/{speaking_id}", retry=retry))
 
     async def stop_speaking(self, speaking_id: str) -> Any:
         return await self.request("POST", f"/speakings/{speaking_id}/stop")

@@ -1,4 +1,4 @@
-"""Egress settings (env prefix `EGRESS_`; Twilio account settings are unprefixed)."""
+"""Egress settings (env prefix `EGRESS_`; Twilio and VoIPBin account settings are unprefixed)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.common.twilio import TwilioSettings
+from services.common.voipbin import VoipbinSettings
 from shared.settings import BaseServiceSettings
 
 
-class EgressSettings(BaseServiceSettings, TwilioSettings):
+class EgressSettings(BaseServiceSettings, TwilioSettings, VoipbinSettings):
     """Settings of one egress worker."""
 
     model_config = SettingsConfigDict(env_prefix="EGRESS_", extra="ignore", populate_by_name=True)
@@ -56,8 +57,49 @@ class EgressSettings(BaseServiceSettings, TwilioSettings):
         default=True, description="Ask Twilio for delivery status callbacks (to ingress)."
     )
 
+    voice_speech_chars_per_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Speaking rate assumed to estimate how long a said text plays (a hangup"
+        " waits for it).",
+    )
+    voice_hangup_wait_max_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Longest wait for queued speech to be heard before an ending call is hung up.",
+    )
+    voice_state_wait_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long 409 STATE_INVALID is retried while a call is not progressing yet"
+        " (then the reply is parked).",
+    )
+    voice_send_timeout_s: float = Field(
+        default=10.0, gt=0, description="Longest wait for VoIPBin to answer one request."
+    )
+    voice_max_attempts: int = Field(
+        default=4,
+        ge=1,
+        description="VoIPBin requests tried on 429/5xx/network errors before the reply is"
+        " handed back for a later retry.",
+    )
+    voice_retry_budget_s: float = Field(
+        default=15.0, gt=0, description="Longest time one VoIPBin request is retried."
+    )
+    voice_backoff_base_s: float = Field(
+        default=0.2, gt=0, description="First retry delay ceiling (full jitter, doubling)."
+    )
+    voice_backoff_cap_s: float = Field(
+        default=5.0, gt=0, description="Largest retry delay (Retry-After included)."
+    )
+
     @model_validator(mode="after")
     def _no_dev_credentials_in_production(self) -> EgressSettings:
-        if self.environment == "production" and self.uses_dev_credentials():
-            raise ValueError("TWILIO_AUTH_TOKEN must be set in production")
+        if self.environment != "production":
+            return self
+        problems = self.voipbin_production_problems(receives_webhooks=False)
+        if self.uses_dev_credentials():
+            problems.insert(0, "TWILIO_AUTH_TOKEN must be set in production")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self

@@ -23,8 +23,11 @@ from services.common.kafka import ensure_topics, make_broker
 from services.common.ops import OpsEmitter
 from services.common.redis import make_redis
 from services.common.sms_state import SmsConsent, SmsLedger
-from services.egress.channels import OutputChannel, SmsOutput, WebChatOutput
+from services.common.voice_calls import CallRegistry, FetchClaims, ReplyLedger
+from services.common.voipbin import RetryPolicy, VoipbinClient
+from services.egress.channels import OutputChannel, SmsOutput, VoiceOutput, WebChatOutput
 from services.egress.channels.sms import SenderRateLimit, SendPolicy, TwilioClient
+from services.egress.channels.voice import VoicePolicy
 from services.egress.config import EgressSettings
 from shared.contracts import Reply, Stage
 from shared.logs import get_logger
@@ -43,10 +46,21 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
     ops = OpsEmitter(broker, topics.ops, Stage.EGRESS, settings.instance_id)
     dead_letters = DeadLetterPublisher(broker, topics.dlq_replies, Stage.EGRESS, ops)
     twilio = TwilioClient(settings, timeout_s=settings.sms_send_timeout_s)
+    voipbin = VoipbinClient(
+        settings,
+        timeout_s=settings.voice_send_timeout_s,
+        retry=RetryPolicy(
+            max_attempts=settings.voice_max_attempts,
+            base_s=settings.voice_backoff_base_s,
+            cap_s=settings.voice_backoff_cap_s,
+            budget_s=settings.voice_retry_budget_s,
+        ),
+    )
+    inbox = InboxWriter(redis, settings.redis_prefix)
     outputs: list[OutputChannel] = [
         WebChatOutput(
             ChatStore(redis, settings.redis_prefix, outbox_ttl_s=settings.chat_outbox_ttl_s),
-            InboxWriter(redis, settings.redis_prefix),
+            inbox,
             ops,
         ),
         SmsOutput(
@@ -68,6 +82,22 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
                 backoff_cap_s=settings.sms_backoff_cap_s,
             ),
         ),
+        VoiceOutput(
+            client=voipbin,
+            calls=CallRegistry(redis, settings.redis_prefix),
+            ledger=ReplyLedger(redis, settings.redis_prefix),
+            claims=FetchClaims(redis, settings.redis_prefix),
+            inbox=inbox,
+            ops=ops,
+            policy=VoicePolicy(
+                language=settings.voipbin_language,
+                tts_provider=settings.voipbin_tts_provider,
+                voice_id=settings.voipbin_voice_id,
+                chars_per_s=settings.voice_speech_chars_per_s,
+                hangup_wait_max_s=settings.voice_hangup_wait_max_s,
+                state_wait_s=settings.voice_state_wait_s,
+            ),
+        ),
     ]
     for output in outputs:
         register_reply_consumer(broker, settings, output, dead_letters)
@@ -84,6 +114,7 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
         finally:
             await broker.stop()
             await twilio.aclose()
+            await voipbin.aclose()
             await redis.aclose()
             log.info("egress.stopped", instance_id=settings.instance_id)
 

@@ -1,4 +1,8 @@
-"""`switchboard simulate sms`: text the running system as Twilio would, and show the answer.
+"""`switchboard simulate sms | call`: act as a provider against the running system.
+
+`simulate call` phones the system through the fake VoIPBin (see `voipbin_call_sim`).
+
+`simulate sms` texts the running system as Twilio would, and shows the answer.
 
 It posts a correctly signed inbound-message webhook (`X-Twilio-Signature` over the public URL,
 with the configured Auth Token) to ingress, then watches Twilio's message log (the REST list
@@ -49,21 +53,31 @@ class SimulatorSettings(BaseServiceSettings, TwilioSettings):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `switchboard simulate sms`."""
-    parser.add_argument("channel", choices=["sms"], help="what to simulate")
-    parser.add_argument("text", help="the message the customer sends")
-    parser.add_argument(
+    """Arguments of `switchboard simulate sms | call`."""
+    from services.tools import voipbin_call_sim
+
+    channels = parser.add_subparsers(dest="channel", required=True)
+    voipbin_call_sim.add_arguments(
+        channels.add_parser("call", help="phone the system through the fake VoIPBin")
+    )
+    sms = channels.add_parser("sms", help="text the system as Twilio would")
+    sms.add_argument("text", help="the message the customer sends")
+    sms.add_argument(
         "--from", dest="sender", default="+15551234567", help="customer number (E.164)"
     )
-    parser.add_argument("--to", default=None, help="our number (default TWILIO_FROM_NUMBER)")
-    parser.add_argument(
+    sms.add_argument("--to", default=None, help="our number (default TWILIO_FROM_NUMBER)")
+    sms.add_argument(
         "--ingress-url", default=None, help="where ingress listens (default :INGRESS_PORT)"
     )
-    parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a reply")
+    sms.add_argument("--wait", type=float, default=30.0, help="seconds to wait for a reply")
 
 
 def run(args: argparse.Namespace) -> int:
     """Entry point; returns the process exit code."""
+    if args.channel == "call":
+        from services.tools import voipbin_call_sim
+
+        return voipbin_call_sim.run(args)
     return asyncio.run(simulate_sms(args))
 
 

@@ -1,7 +1,7 @@
 """The whole system as real processes: ingress, brain and egress against the real broker and
-Redis, the brain talking to the fake OpenAI-compatible server and egress to the fake Twilio,
-both over HTTP. Ingress's port is chosen up front: it is the public URL Twilio signs and
-posts status callbacks to."""
+Redis, the brain talking to the fake OpenAI-compatible server, egress to the fake Twilio and
+the fake VoIPBin, all over HTTP. Ingress's port is chosen up front: it is the public URL Twilio
+signs and posts status callbacks to, and where the fake VoIPBin sends its events."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from services.common.voipbin import EVENTS_PATH, fetch_url
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
 from services.fakes.twilio_server import FakeTwilioConfig, FakeTwilioServer
+from services.fakes.voipbin import FakeVoipbinConfig, FakeVoipbinServer
 from tests.support.infra import Infra
 from tests.support.processes import ServiceProcess, free_port
 
@@ -22,6 +24,7 @@ class Stack:
     env: dict[str, str]
     model: FakeOpenAIServer
     twilio: FakeTwilioServer
+    voipbin: FakeVoipbinServer
     log_dir: Path
     ingress_port: int
     services: dict[str, ServiceProcess] = field(default_factory=dict)
@@ -36,6 +39,11 @@ class Stack:
     def ingress_url(self) -> str:
         return self.services["ingress"].url
 
+    @property
+    def fetch_url(self) -> str:
+        """The URL of the flow's `fetch` action (token included)."""
+        return fetch_url(self.env["PUBLIC_BASE_URL"], self.env["VOIPBIN_FETCH_TOKEN"])
+
     def stop_all(self) -> None:
         for process in self.services.values():
             process.stop()
@@ -47,8 +55,19 @@ def stack_env(
     model: FakeOpenAIServer,
     twilio: FakeTwilioServer | None = None,
     ingress_port: int | None = None,
+    voipbin: FakeVoipbinServer | None = None,
 ) -> dict[str, str]:
     """Environment of every service process of one isolated deployment."""
+    voice = {}
+    if voipbin is not None:
+        voice = {
+            "VOIPBIN_API_BASE": voipbin.api_base,
+            "VOIPBIN_ACCESS_KEY": voipbin.access_key,
+            "VOIPBIN_WEBHOOK_SECRET": voipbin.webhook_secret or "",
+            "VOIPBIN_FETCH_TOKEN": "e2e-fetch-token-" + "f" * 20,
+            # Calls in tests are short: a hangup waits at most this long for speech to end.
+            "EGRESS_VOICE_HANGUP_WAIT_MAX_S": "1",
+        }
     sms = {}
     if twilio is not None and ingress_port is not None:
         sms = {
@@ -59,6 +78,7 @@ def stack_env(
         }
     return {
         **sms,
+        **voice,
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
         "REDIS_URL": infra.redis_url,
         "SWITCHBOARD_TOPIC_NAMESPACE": namespace,
@@ -79,14 +99,22 @@ def stack(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Stack]:
     twilio = FakeTwilioServer(
         FakeTwilioConfig(account_sid="AC" + "e2e0" * 8, auth_token="e2e-twilio-token")
     ).start()
+    voipbin = FakeVoipbinServer(FakeVoipbinConfig(webhook_retry_delay_ms=200)).start()
     ingress_port = free_port()
-    env = stack_env(infra, namespace, model, twilio, ingress_port)
+    env = stack_env(infra, namespace, model, twilio, ingress_port, voipbin)
+    voipbin.set_webhook(f"http://127.0.0.1:{ingress_port}{EVENTS_PATH}")
     deployment = Stack(
-        env=env, model=model, twilio=twilio, log_dir=tmp_path, ingress_port=ingress_port
+        env=env,
+        model=model,
+        twilio=twilio,
+        voipbin=voipbin,
+        log_dir=tmp_path,
+        ingress_port=ingress_port,
     )
     for name in ("ingress", "brain", "egress"):
         deployment.start(name)
     yield deployment
     deployment.stop_all()
+    voipbin.stop()
     twilio.stop()
     model.stop()

@@ -117,8 +117,10 @@ async def test_engine_failure_publishes_and_records_the_apology(brain: Brain) ->
 @pytest.mark.parametrize(
     "kind", [MessageKind.CALL_STARTED, MessageKind.CALL_ENDED, MessageKind.PARTIAL_TRANSCRIPT]
 )
-async def test_non_text_kinds_take_no_turn(brain: Brain, kind: MessageKind) -> None:
-    assert await brain.processor.handle(inbound("words", channel=Channel.VOICE, kind=kind)) == []
+async def test_call_kinds_outside_a_call_take_no_turn(brain: Brain, kind: MessageKind) -> None:
+    # On voice these are call control (tests/integration/test_voice_turns.py); elsewhere
+    # they mean nothing and must not reach the model.
+    assert await brain.processor.handle(inbound("words", channel=Channel.SMS, kind=kind)) == []
     assert brain.published == [] and brain.engine.requests == [] and brain.ops.calls == []
 
 

@@ -252,6 +252,9 @@ def test_ingress_in_production_refuses_the_compose_default_secret(
             "SWITCHBOARD_ENV": "production",
             "INGRESS_CHAT_TOKEN_SECRET": "x" * 32,
             "TWILIO_AUTH_TOKEN": "y" * 32,
+            "VOIPBIN_ACCESS_KEY": "k" * 32,
+            "VOIPBIN_WEBHOOK_SECRET": "s" * 32,
+            "VOIPBIN_FETCH_TOKEN": "t" * 32,
         },
     )
     assert ok.environment == "production"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.brain.double_texting import DoubleTextingPolicy
-from shared.contracts import Channel, InboundMessage, MessageKind
+from shared.contracts import Channel, InboundMessage, MessageKind, ReplyMode, ReplyModeKind
 
 pytestmark = pytest.mark.unit
 
@@ -116,22 +116,124 @@ def test_voice_newer_final_text_interrupts_a_running_voice_turn() -> None:
     assert POLICY.interrupts(running, newer)
 
 
-@pytest.mark.parametrize(
-    "newer",
-    [
-        message(Channel.VOICE, kind=MessageKind.PARTIAL_TRANSCRIPT, text="actually"),
-        message(Channel.VOICE, text=""),
-        message(Channel.VOICE, text="   "),
-        message(Channel.VOICE, kind=MessageKind.DTMF, text="5"),
-        message(Channel.VOICE, kind=MessageKind.CALL_ENDED, text=""),
-        message(Channel.SMS, text="are you there"),
-        message(Channel.CHAT, text="are you there"),
-    ],
-    ids=["partial", "empty", "blank", "dtmf", "call_ended", "sms", "chat"],
-)
-def test_voice_is_not_interrupted_by_partials_or_other_channels(newer: InboundMessage) -> None:
+def test_a_copy_of_the_same_utterance_neither_interrupts_nor_supersedes_it() -> None:
+    # VoIPBin retries and races deliver one transcript several times; the copies must not
+    # make the turn moot, or it is recorded as interrupted and never answered.
+    running = message(Channel.VOICE, text="is my parcel on its way")
+    copy = running.model_copy(update={"event_id": uuid.uuid4().hex})
+    assert not DoubleTextingPolicy.interrupts(running, copy)
+    assert not DoubleTextingPolicy.supersedes(running, copy)
+
+
+BARGE_INS = {
+    "partial": message(Channel.VOICE, kind=MessageKind.PARTIAL_TRANSCRIPT, text="actually"),
+    "speech_started": message(Channel.VOICE, kind=MessageKind.PARTIAL_TRANSCRIPT, text=""),
+    "text": message(Channel.VOICE, text="actually, never mind"),
+    "dtmf": message(Channel.VOICE, kind=MessageKind.DTMF, text="5"),
+    "call_ended": message(Channel.VOICE, kind=MessageKind.CALL_ENDED, text=""),
+}
+NOT_BARGE_INS = {
+    "empty": message(Channel.VOICE, text=""),
+    "blank": message(Channel.VOICE, text="   "),
+    "no_keys": message(Channel.VOICE, kind=MessageKind.DTMF, text=""),
+    "call_started": message(Channel.VOICE, kind=MessageKind.CALL_STARTED, text=""),
+    "greeting": message(Channel.VOICE, kind=MessageKind.GREETING, text=""),
+    "sms": message(Channel.SMS, text="are you there"),
+    "chat": message(Channel.CHAT, text="are you there"),
+}
+
+
+def held(msg: InboundMessage) -> InboundMessage:
+    """`msg` with a request held open for its answer (VoIPBin `fetch`: reply mode SYNC)."""
+    mode = ReplyMode(
+        kind=ReplyModeKind.SYNC,
+        deadline_at=later(5),
+        correlation_id="corr-1",
+        reply_to="ingress-1",
+    )
+    return msg.model_copy(update={"reply": mode})
+
+
+STREAMED_ANSWERS = {
+    "text": message(Channel.VOICE, text="what are your hours"),
+    "dtmf": message(Channel.VOICE, kind=MessageKind.DTMF, text="1"),
+    "greeting": message(Channel.VOICE, kind=MessageKind.GREETING, text=""),
+}
+
+
+@pytest.mark.parametrize("running", STREAMED_ANSWERS.values(), ids=STREAMED_ANSWERS.keys())
+@pytest.mark.parametrize("newer", BARGE_INS.values(), ids=BARGE_INS.keys())
+def test_the_caller_speaking_keys_or_hangup_interrupt_a_streamed_voice_answer(
+    running: InboundMessage, newer: InboundMessage
+) -> None:
+    assert DoubleTextingPolicy.interrupts(running, newer)
+
+
+@pytest.mark.parametrize("newer", NOT_BARGE_INS.values(), ids=NOT_BARGE_INS.keys())
+def test_voice_is_not_interrupted_by_empty_input_call_setup_or_other_channels(
+    newer: InboundMessage,
+) -> None:
     running = message(Channel.VOICE, text="what are your hours")
     assert not DoubleTextingPolicy.interrupts(running, newer)
+    assert not DoubleTextingPolicy.supersedes(running, newer)
+
+
+@pytest.mark.parametrize(
+    "running",
+    [
+        held(message(Channel.VOICE, kind=MessageKind.GREETING, text="")),
+        held(message(Channel.VOICE, kind=MessageKind.DTMF, text="1")),
+    ],
+    ids=["greeting", "dtmf"],
+)
+@pytest.mark.parametrize("newer", BARGE_INS.values(), ids=BARGE_INS.keys())
+def test_a_whole_answer_for_a_held_request_is_never_interrupted(
+    running: InboundMessage, newer: InboundMessage
+) -> None:
+    assert not DoubleTextingPolicy.interrupts(running, newer)
+    assert not DoubleTextingPolicy.supersedes(running, newer)
+
+
+@pytest.mark.parametrize(
+    "running",
+    [
+        message(Channel.VOICE, kind=MessageKind.PARTIAL_TRANSCRIPT, text="hi"),
+        message(Channel.VOICE, kind=MessageKind.CALL_STARTED, text=""),
+        message(Channel.VOICE, kind=MessageKind.CALL_ENDED, text=""),
+    ],
+    ids=["partial", "call_started", "call_ended"],
+)
+def test_call_control_is_never_interrupted(running: InboundMessage) -> None:
+    for newer in BARGE_INS.values():
+        assert not DoubleTextingPolicy.interrupts(running, newer)
+
+
+@pytest.mark.parametrize(
+    ("newer", "moot"),
+    [
+        (BARGE_INS["text"], True),
+        (BARGE_INS["dtmf"], True),
+        (BARGE_INS["call_ended"], True),
+        (BARGE_INS["partial"], False),  # the start of the next utterance: answer this one
+        (BARGE_INS["speech_started"], False),
+    ],
+    ids=["text", "dtmf", "call_ended", "partial", "speech_started"],
+)
+def test_only_a_newer_final_input_makes_a_queued_voice_answer_moot(
+    newer: InboundMessage, moot: bool
+) -> None:
+    queued = message(Channel.VOICE, text="what are your hours")
+    assert DoubleTextingPolicy.supersedes(queued, newer) is moot
+
+
+def test_a_partial_queued_behind_a_starting_voice_answer_predates_it() -> None:
+    partial = BARGE_INS["partial"]
+    for answering in (*STREAMED_ANSWERS.values(), held(STREAMED_ANSWERS["greeting"])):
+        assert DoubleTextingPolicy.predates_answer(partial, answering)
+    control = message(Channel.VOICE, kind=MessageKind.CALL_STARTED, text="")
+    assert not DoubleTextingPolicy.predates_answer(partial, control)
+    assert not DoubleTextingPolicy.predates_answer(partial, message(Channel.CHAT))
+    assert not DoubleTextingPolicy.predates_answer(BARGE_INS["text"], STREAMED_ANSWERS["text"])
 
 
 @pytest.mark.parametrize("channel", [Channel.CHAT, Channel.SMS])

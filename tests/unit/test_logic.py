@@ -54,6 +54,11 @@ def test_production_refuses_the_development_chat_secret(monkeypatch: pytest.Monk
     with pytest.raises(ValidationError, match="TWILIO_AUTH_TOKEN"):
         IngressSettings()  # the development Twilio token is refused too
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "t" * 32)
+    with pytest.raises(ValidationError, match="VOIPBIN_ACCESS_KEY"):
+        IngressSettings()  # and VoIPBin's development credentials
+    monkeypatch.setenv("VOIPBIN_ACCESS_KEY", "k" * 32)
+    monkeypatch.setenv("VOIPBIN_WEBHOOK_SECRET", "w" * 32)
+    monkeypatch.setenv("VOIPBIN_FETCH_TOKEN", "f" * 32)
     assert IngressSettings().chat_token_secret.get_secret_value() == "s" * 40
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from services.brain.engines.base import EngineRequest, EngineTurn
 from services.brain.engines.offline import DEFAULT_KNOWLEDGE_FILE, KnowledgeBase, OfflineEngine
+from services.brain.prompt import GREETING_INSTRUCTION, KEYS_PRESSED
 
 pytestmark = pytest.mark.unit
 
@@ -126,6 +127,59 @@ async def test_unknown_question_falls_back_honestly(
 async def test_thanks_and_bye_close_politely(engine: OfflineEngine) -> None:
     assert "welcome" in (await engine.generate(request("thanks!"))).lower()
     assert "goodbye" in (await engine.generate(request("ok bye"))).lower()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "text", ["ok thanks, bye", "that's all, thank you, goodbye", "thanks bye", "bye bye"]
+)
+async def test_a_callers_goodbye_is_answered_with_a_goodbye(
+    engine: OfflineEngine, text: str
+) -> None:
+    answer = await engine.generate(request(text, channel="voice"))
+    assert "goodbye" in answer.lower()
+
+
+@pytest.mark.asyncio
+async def test_call_greeting_for_a_new_caller_is_short_and_names_the_business(
+    engine: OfflineEngine,
+) -> None:
+    answer = await engine.generate(request(GREETING_INSTRUCTION, channel="voice"))
+    assert answer == "Hello, thanks for calling Switchboard Demo Co.! How can I help you today?"
+
+
+@pytest.mark.asyncio
+async def test_call_greeting_welcomes_back_by_name_and_last_topic(
+    engine: OfflineEngine, knowledge: KnowledgeBase
+) -> None:
+    history = (
+        EngineTurn("user", "Hi, my name is Ana", "sms"),
+        EngineTurn("assistant", "Nice to meet you, Ana! How can I help you today?", "sms"),
+        EngineTurn("user", "how much is the fiber plan?", "sms"),
+        EngineTurn("assistant", entry_answer(knowledge, "Plans and pricing"), "sms"),
+    )
+    answer = await engine.generate(request(GREETING_INSTRUCTION, history, channel="voice"))
+    assert answer == (
+        "Welcome back, Ana! Are you calling about plans and pricing again, or something else?"
+    )
+    no_topic = await engine.generate(request(GREETING_INSTRUCTION, history[:2], channel="voice"))
+    assert no_topic == "Welcome back, Ana! How can I help you today?"
+
+
+@pytest.mark.asyncio
+async def test_call_greeting_recalls_the_name_from_the_summary(engine: OfflineEngine) -> None:
+    summary = await engine.summarize("", SMS_EXCHANGE, 1500)
+    req = EngineRequest(
+        conversation_id="c1", channel="voice", user_text=GREETING_INSTRUCTION, summary=summary
+    )
+    assert (await engine.generate(req)).startswith("Welcome back, Ana!")
+
+
+@pytest.mark.asyncio
+async def test_keys_pressed_are_acknowledged(engine: OfflineEngine) -> None:
+    answer = await engine.generate(request(KEYS_PRESSED.format(keys="12#"), channel="voice"))
+    assert answer.startswith("You pressed 12#.")
+    assert "opening hours" in answer
 
 
 @pytest.mark.asyncio

@@ -22,7 +22,7 @@ from services.brain.double_texting import DoubleTextingPolicy
 from services.brain.scheduler import PartitionScheduler, Work
 from services.brain.turns import Turn
 from services.common.consuming import PoisonEvent
-from shared.contracts import Channel, InboundMessage, MessageKind, utcnow
+from shared.contracts import Channel, InboundMessage, MessageKind, ReplyMode, ReplyModeKind, utcnow
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -92,6 +92,18 @@ def sms(offset: int, key: bytes | None, text: str, at: datetime) -> Work:
 
 def voice(offset: int, key: bytes | None, text: str, kind: MessageKind = MessageKind.TEXT) -> Work:
     return work(offset, key, message(Channel.VOICE, text, kind=kind))
+
+
+def held_greeting(offset: int, key: bytes | None) -> Work:
+    """A call's first `fetch`: a GREETING someone holds a request open for (SYNC)."""
+    mode = ReplyMode(
+        kind=ReplyModeKind.SYNC,
+        deadline_at=utcnow() + timedelta(seconds=5),
+        correlation_id=uuid.uuid4().hex,
+        reply_to="ingress-1",
+    )
+    msg = message(Channel.VOICE, "", kind=MessageKind.GREETING).model_copy(update={"reply": mode})
+    return work(offset, key, msg)
 
 
 @dataclass
@@ -435,7 +447,7 @@ async def test_newer_voice_text_interrupts_the_running_voice_turn(harness: Harne
     assert running is not None
     assert not running.interrupted.is_set()
 
-    sched.add(voice(1, A, "actu", MessageKind.PARTIAL_TRANSCRIPT))
+    sched.add(voice(1, A, "", MessageKind.CALL_STARTED))
     sched.add(voice(2, A, "   "))
     sched.add(voice(3, B, "another caller"))
     sched.add(chat(4, A, "typed in the chat"))
@@ -454,6 +466,122 @@ async def test_newer_voice_text_interrupts_the_running_voice_turn(harness: Harne
     assert handler.offsets_of(B) == [[3]]
     b_turn = next(c.turn for c in handler.calls if c.key == B)
     assert b_turn is not None and not b_turn.interrupted.is_set()
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        (MessageKind.PARTIAL_TRANSCRIPT, "actu"),
+        (MessageKind.PARTIAL_TRANSCRIPT, ""),  # speech started, no words yet
+        (MessageKind.DTMF, "1"),
+        (MessageKind.CALL_ENDED, ""),
+    ],
+    ids=["partial", "speech_started", "dtmf", "call_ended"],
+)
+async def test_the_caller_speaking_pressing_keys_or_hanging_up_interrupts_the_voice_answer(
+    harness: Harness, kind: MessageKind, text: str
+) -> None:
+    handler = FakeHandler()
+    sched = harness.scheduler(handler)
+    sched.add(voice(0, A, "what are your opening hours"))
+    running = (await handler.started(0)).turn
+    assert running is not None
+
+    sched.add(voice(1, A, text, kind))
+
+    assert running.interrupted.is_set()
+    handler.release_all()
+    await eventually(lambda: sched.offsets.to_commit() == 2)
+    assert handler.offsets_of(A) == [[0], [1]]  # the interrupting event is handled too
+
+
+async def test_a_streamed_keypad_answer_is_interrupted_like_an_utterance(
+    harness: Harness,
+) -> None:
+    handler = FakeHandler()
+    sched = harness.scheduler(handler)
+    sched.add(voice(0, A, "2", MessageKind.DTMF))
+    running = (await handler.started(0)).turn
+    assert running is not None
+    sched.add(voice(1, A, "", MessageKind.CALL_STARTED))
+    assert not running.interrupted.is_set()
+    sched.add(voice(2, A, "", MessageKind.PARTIAL_TRANSCRIPT))
+    assert running.interrupted.is_set()
+
+
+async def test_a_held_greeting_is_never_interrupted(harness: Harness) -> None:
+    handler = FakeHandler()
+    sched = harness.scheduler(handler)
+    sched.add(held_greeting(0, A))
+    running = (await handler.started(0)).turn
+    assert running is not None
+
+    sched.add(voice(1, A, "hello?", MessageKind.PARTIAL_TRANSCRIPT))
+    sched.add(voice(2, A, "hello is anyone there"))
+    sched.add(voice(3, A, "", MessageKind.CALL_ENDED))
+
+    assert not running.interrupted.is_set()
+    handler.release_all()
+    await eventually(lambda: sched.offsets.to_commit() == 4)
+
+
+async def test_a_partial_behind_a_queued_utterance_leaves_it_to_be_answered(
+    harness: Harness,
+) -> None:
+    """The caller's final utterance is answered although they began speaking again; the
+    partial's STOP is dropped, since it would cut the very answer it predates."""
+    handler = FakeHandler()
+    sched = harness.scheduler(handler)
+    sched.add(voice(0, A, "what are your opening hours"))
+    await handler.started(0)
+    sched.add(voice(1, A, "and on sunday"))
+    sched.add(voice(2, A, "so", MessageKind.PARTIAL_TRANSCRIPT))
+
+    handler.release(0)
+    queued = (await handler.started(1)).turn
+    assert queued is not None and not queued.interrupted.is_set()
+    handler.release_all()
+    await eventually(lambda: sched.offsets.to_commit() == 3)
+    assert handler.offsets_of(A) == [[0], [1]]  # 2 finished without a turn
+    assert sched.in_flight == 0
+
+
+async def test_a_partial_with_no_answer_queued_before_it_is_handled(harness: Harness) -> None:
+    handler = FakeHandler()
+    sched = harness.scheduler(handler)
+    sched.add(voice(0, A, "", MessageKind.CALL_STARTED))
+    await handler.started(0)
+    sched.add(voice(1, A, "", MessageKind.PARTIAL_TRANSCRIPT))
+    handler.release_all()
+    await eventually(lambda: sched.offsets.to_commit() == 2)
+    assert handler.offsets_of(A) == [[0], [1]]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        (MessageKind.TEXT, "no wait, saturday"),
+        (MessageKind.DTMF, "3"),
+        (MessageKind.CALL_ENDED, ""),
+    ],
+    ids=["text", "dtmf", "call_ended"],
+)
+async def test_a_newer_final_input_makes_a_queued_voice_answer_moot(
+    harness: Harness, kind: MessageKind, text: str
+) -> None:
+    handler = FakeHandler()
+    sched = harness.scheduler(handler)
+    sched.add(voice(0, A, "what are your opening hours"))
+    await handler.started(0)
+    sched.add(voice(1, A, "and on sunday"))
+    sched.add(voice(2, A, text, kind))
+
+    handler.release(0)
+    queued = (await handler.started(1)).turn
+    assert queued is not None and queued.interrupted.is_set()
+    handler.release_all()
+    await eventually(lambda: sched.offsets.to_commit() == 3)
+    assert handler.offsets_of(A) == [[0], [1], [2]]
 
 
 async def test_a_queued_utterance_with_a_newer_one_behind_it_starts_interrupted(

@@ -1,9 +1,10 @@
 """Offline engine: answers from an editable markdown knowledge file, no model needed.
 
-Used when no model credentials are configured. It handles greetings, names (recalled from
-the shared, cross-channel history), thanks/bye and "tell me more", and otherwise answers
-with the best-matching knowledge entry, or admits it does not know. Deterministic and
-pure Python: the file is read once, at construction.
+Used when no model credentials are configured. It handles greetings (including a call's
+greeting turn: by name and last topic when the history knows them), names (recalled from
+the shared, cross-channel history), keypad presses, thanks/bye and "tell me more", and
+otherwise answers with the best-matching knowledge entry, or admits it does not know.
+Deterministic and pure Python: the file is read once, at construction.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 
 from services.brain.engines.base import EngineRequest, EngineTurn
 from services.brain.engines.summary import customer_quotes, extractive_summary
+from services.brain.goodbye import is_goodbye
+from services.brain.prompt import GREETING_INSTRUCTION, KEYS_PRESSED
 
 DEFAULT_KNOWLEDGE_FILE = Path(__file__).resolve().parents[1] / "knowledge.md"
 
@@ -40,6 +43,7 @@ NOT_NAMES = frozenset(words("fine good ok okay new still sorry back now again in
 
 NAME_RE = re.compile(r"\b(my name is|my name's|call me|i am|i'm|im)\s+([a-z][a-z'-]*)", re.I)
 RECALL_RE = re.compile(r"\b(what'?s|what is|know|remember) my name\b|\bwho am i\b|\bremember me\b")
+KEYS_RE = re.compile(re.escape(KEYS_PRESSED).replace(re.escape("{keys}"), "([0-9*#A-D]+)"))
 FOLLOW_UP_RE = re.compile(r"^(and|more|go on|what else|tell me more|more (info|details?))$")
 HEAD_WEIGHT = 3.0  # a heading/keyword hit counts three times a body hit
 MIN_SCORE = 3.0  # body-only matches need several words, not one stray word
@@ -195,6 +199,12 @@ class OfflineEngine:
         if summary:
             history = [*_summarized_turns(summary), *history]
         kb, content = self.knowledge, [w for w in words(text) if w not in STOP_WORDS]
+        if text == GREETING_INSTRUCTION:
+            return self._greet_caller(history)
+        if keys := KEYS_RE.fullmatch(text):
+            return f"You pressed {keys[1]}. I can help with {kb.topics()}. What do you need?"
+        if is_goodbye(text):
+            return f"Thanks for contacting {kb.name}, goodbye!"
         if name := _said_name(text):
             entry = self._best(NAME_RE.sub("", text))
             more = entry.answer if entry else "How can I help you today?"
@@ -227,6 +237,28 @@ class OfflineEngine:
             return f"Welcome back{', ' + name if name else ''}! {offer}"
         about = f" {kb.description}" if kb.description else ""
         return f"Hello, and welcome to {kb.name}!{about} {offer}"
+
+    def _greet_caller(self, history: Sequence[EngineTurn]) -> str:
+        """A call's first words: short, by name, and about last time when we know."""
+        if not history:
+            return f"Hello, thanks for calling {self.knowledge.name}! How can I help you today?"
+        name, _ = _known_name(history)
+        welcome = f"Welcome back{', ' + name if name else ''}!"
+        if entry := self._last_topic(history):
+            topic = entry.heading[0].lower() + entry.heading[1:]
+            return f"{welcome} Are you calling about {topic} again, or something else?"
+        return f"{welcome} How can I help you today?"
+
+    def _last_topic(self, history: Sequence[EngineTurn]) -> Entry | None:
+        """The knowledge entry the latest turns were about, if any."""
+        for turn in list(reversed(history))[:8]:  # recent turns bound the cost
+            if turn.role == "assistant":
+                entry = next((e for e in self.knowledge.entries if _mentions(turn, e)), None)
+            else:
+                entry = self._best(turn.text)
+            if entry is not None:
+                return entry
+        return None
 
     def _recall(self, history: Sequence[EngineTurn]) -> str:
         name, channel = _known_name(history)
