@@ -5,6 +5,8 @@ through the fake VoIPBin's Speaking API, flushes on barge-in and hangs up when i
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 import uuid
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 from services.fakes.voipbin import FetchResult, transcript_data
 from services.ingress.config import IngressSettings
 from tests.e2e.conftest import Stack
-from tests.e2e.test_sms_e2e import new_number, replies_to, text, user_turns
+from tests.e2e.test_sms_e2e import SWITCHBOARD, new_number, replies_to, text, user_turns
 from tests.support.kafka import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
@@ -195,3 +197,33 @@ async def test_a_caller_who_texted_is_greeted_with_it_and_sms_continues_the_call
     await replies_to(stack, number, count=2)
     sms_request = stack.model.state.requests[-1]
     assert "Please send it to my office instead." in user_turns(sms_request)
+
+
+async def test_the_call_simulator_prints_what_the_agent_said_and_did(stack: Stack) -> None:
+    """`switchboard simulate call`, as a newcomer runs it after `make run`."""
+    number = new_number()
+    command = [
+        str(SWITCHBOARD),
+        "simulate",
+        "call",
+        "--from",
+        number,
+        "--ingress-url",
+        stack.ingress_url,
+        "Do you ship to Canada?",
+        "Thanks, goodbye.",
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        env={**os.environ, **stack.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "agent: You said: Do you ship to Canada?" in done.stdout
+    assert "hung up" in done.stdout
+    assert stack.env["VOIPBIN_ACCESS_KEY"] not in done.stdout + done.stderr
+    [call] = [c for c in stack.voipbin.calls() if c["source"]["target"] == number]
+    assert call["status"] == "hangup"
