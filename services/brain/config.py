@@ -94,6 +94,12 @@ class BrainSettings(BaseServiceSettings):
     voice_max_chars: int = Field(
         default=300, ge=40, description="Longest spoken answer, cut at a sentence boundary."
     )
+    voice_speech_chars_per_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Speaking rate assumed to estimate what a caller heard before barging in"
+        " (keep equal to EGRESS_VOICE_SPEECH_CHARS_PER_S).",
+    )
     max_attempts: int = Field(
         default=5, ge=1, description="Attempts at a failing event before it is dead-lettered."
     )

@@ -61,6 +61,7 @@ def build_turn_processor(
         ),
         apology_text=settings.apology_text,
         summary_max_chars=settings.summary_max_chars,
+        speech_chars_per_s=settings.voice_speech_chars_per_s,
     )
 
 

@@ -81,6 +81,17 @@ return 1
 """
 
 
+# KEYS: lock, turns. ARGV: token, the last entry as read, its replacement, ttl s.
+# Replaces the newest entry if it is still the one read. 1, 0 (changed meanwhile), -1 fenced.
+_AMEND_LAST = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+if redis.call('LINDEX', KEYS[2], -1) ~= ARGV[2] then return 0 end
+redis.call('LSET', KEYS[2], -1, ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class MemoryLimits:
     """Bounds of every conversation's memory."""
@@ -109,6 +120,8 @@ class MemoryEntry:
     channel: str
     at: float = field(default_factory=time.time)
     interrupted: bool = False
+    speech_started: float | None = None
+    """Voice answers: when the first sentence went out (`services.brain.heard`)."""
 
     def to_json(self) -> str:
         data: dict[str, Any] = {
@@ -119,6 +132,8 @@ class MemoryEntry:
         }
         if self.interrupted:
             data["interrupted"] = True
+        if self.speech_started is not None:
+            data["speech_started"] = self.speech_started
         return json.dumps(data)
 
     @classmethod
@@ -130,6 +145,7 @@ class MemoryEntry:
             channel=data["channel"],
             at=float(data.get("at", 0.0)),
             interrupted=bool(data.get("interrupted", False)),
+            speech_started=data.get("speech_started"),
         )
 
     def as_engine_turn(self) -> EngineTurn:
@@ -191,6 +207,7 @@ class ConversationMemory:
         self._commit = redis.register_script(_COMMIT)
         self._fold = redis.register_script(_FOLD_SUMMARY)
         self._replace = redis.register_script(_REPLACE)
+        self._amend_last = redis.register_script(_AMEND_LAST)
 
     def keys(self, conversation_id: str) -> ConversationKeys:
         return ConversationKeys.of(self._prefix, conversation_id)
@@ -270,6 +287,18 @@ class ConversationMemory:
         if result[0] == "fenced":
             return CommitStatus.FENCED
         return CommitStatus.DONE_RELEASED if int(result[1]) else CommitStatus.DONE_SUMMARY_DUE
+
+    async def amend_last(self, lease: Lease, read: MemoryEntry, replacement: MemoryEntry) -> bool:
+        """Replace the newest entry, if it is still `read` (fenced). False if fenced or changed.
+
+        Used to cut a voice answer to what the caller heard before barging in.
+        """
+        keys = self.keys(lease.conversation_id)
+        result = await self._amend_last(
+            keys=[lease.keys.lock, keys.turns],
+            args=[lease.token, read.to_json(), replacement.to_json(), self.limits.ttl_s],
+        )
+        return int(result) == 1
 
     async def fold_summary(self, lease: Lease, summary: str, folded: int) -> bool:
         """Store the new summary of the first `folded` overflow entries and release the lock."""

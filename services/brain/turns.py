@@ -32,7 +32,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +51,7 @@ from services.brain.calls import (
 )
 from services.brain.engines.base import Engine, EngineError, EngineRequest
 from services.brain.hangup import MarkerFilter, strip_marker
+from services.brain.heard import heard_part
 from services.brain.locks import ConversationLocks, Lease, LockLost
 from services.brain.memory import CommitStatus, ConversationMemory, MemoryEntry, Snapshot
 from services.brain.sentences import sentences
@@ -109,6 +110,8 @@ class _Answer:
     interrupted: bool = False
     already_published: int = 0
     """Leading replies that went out before the turn was recorded (voice sentences)."""
+    speech_started: float | None = None
+    """Voice: when the first sentence went out (wall clock, as memory entries are)."""
 
     @property
     def after_commit(self) -> list[Reply]:
@@ -130,6 +133,7 @@ class TurnProcessor:
         apology_text: str,
         summary_max_chars: int,
         greeting_fallback_text: str = GREETING_FALLBACK,
+        speech_chars_per_s: float = 15.0,
     ) -> None:
         self._engine = engine
         self._memory = self.memory = memory
@@ -140,6 +144,7 @@ class TurnProcessor:
         self._apology_text = apology_text
         self._summary_max_chars = summary_max_chars
         self._greeting_fallback_text = greeting_fallback_text
+        self._speech_chars_per_s = speech_chars_per_s
 
     async def handle(self, message: InboundMessage) -> list[Reply]:
         """Process a single message as its own turn (the common case)."""
@@ -172,7 +177,7 @@ class TurnProcessor:
                 await self._absorb(lease, pending[0])
                 return published
             if is_control(pending[0]):  # the scheduler never mixes them with answered kinds
-                replies = await self._control(lease, pending)
+                replies = await self._control(lease, pending, snapshot)
                 released = True
                 return [*published, *replies]
             replies = await self._answer(Turn(pending, turn.interrupted), snapshot, lease)
@@ -226,8 +231,13 @@ class TurnProcessor:
             raise LockLost(message.conversation_id)
         TURNS.labels(message.channel.value, "linked").inc()
 
-    async def _control(self, lease: Lease, messages: Sequence[InboundMessage]) -> list[Reply]:
-        """Call control: one OPEN / CLOSE / STOP reply each; no engine, no memory entry.
+    async def _control(
+        self, lease: Lease, messages: Sequence[InboundMessage], snapshot: Snapshot
+    ) -> list[Reply]:
+        """Call control: one OPEN / CLOSE / STOP reply each; no engine, no new memory entry.
+
+        The caller speaking (or hanging up) while the last answer is still playing cuts
+        that answer in memory to what they heard (`services.brain.heard`).
 
         Fenced and recorded like any turn (under the lock the scheduler leaves free for it,
         so it costs one more Redis round trip): the reply carries a fence and a redelivery
@@ -236,6 +246,8 @@ class TurnProcessor:
         replies = [
             self._reply(Turn([m]), lease, "", kind=CONTROL_REPLIES[m.kind]) for m in messages
         ]
+        if any(m.kind is not MessageKind.CALL_STARTED for m in messages):
+            await self._cut_to_heard(lease, snapshot, messages[0])
         outcome = json.dumps({"replies": [r.model_dump(mode="json") for r in replies]})
         status = await self._memory.commit(lease, [m.dedupe_key for m in messages], [], outcome)
         if status is CommitStatus.FENCED:
@@ -248,6 +260,30 @@ class TurnProcessor:
             await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **_ids(message))
             TURNS.labels(message.channel.value, message.kind.value).inc()
         return replies
+
+    async def _cut_to_heard(
+        self, lease: Lease, snapshot: Snapshot, message: InboundMessage
+    ) -> None:
+        """Amend a voice answer the caller talked over (or hung up on) while it played."""
+        last = snapshot.recent[-1] if snapshot.recent else None
+        if (
+            last is None
+            or last.role != "assistant"
+            or last.channel != Channel.VOICE.value
+            or last.interrupted
+            or last.speech_started is None
+        ):
+            return
+        heard = heard_part(last.text, last.speech_started, time.time(), self._speech_chars_per_s)
+        if heard is None:
+            return
+        cut = replace(last, text=heard, interrupted=True)
+        if await self._memory.amend_last(lease, last, cut):
+            await self._ops.emit(
+                Lifecycle.INTERRUPTED,
+                attributes={"heard_chars": len(heard), "said_chars": len(last.text)},
+                **_ids(message),
+            )
 
     async def _answer(self, turn: Turn, snapshot: Snapshot, lease: Lease) -> list[Reply]:
         """Generate, record (releasing the lock) and publish; returns the turn's replies."""
@@ -280,7 +316,11 @@ class TurnProcessor:
         ]
         entries.append(
             MemoryEntry(
-                "assistant", answer.said, first.channel.value, interrupted=answer.interrupted
+                "assistant",
+                answer.said,
+                first.channel.value,
+                interrupted=answer.interrupted,
+                speech_started=answer.speech_started,
             )
         )
         outcome = json.dumps(
@@ -333,6 +373,7 @@ class TurnProcessor:
         first = turn.first
         said: list[str] = []
         replies: list[Reply] = []
+        first_part_at: list[float] = []
         marker = MarkerFilter()
 
         async def produce() -> None:
@@ -352,6 +393,8 @@ class TurnProcessor:
                         if said and len(" ".join(said)) + 1 + len(spoken) > budget:
                             break
                         await self._emit_part(turn, lease, spoken, len(replies), replies)
+                        if not first_part_at:
+                            first_part_at.append(time.time())
                         said.append(spoken)
             except EngineError:
                 apology = shape(Channel.VOICE, fallback, self._rules)
@@ -388,7 +431,12 @@ class TurnProcessor:
         producer.result()
         end_call = marker.found or caller_said_goodbye(turn.messages)
         final = self._reply(turn, lease, "", part=len(replies), end_call=end_call)
-        return _Answer([*replies, final], " ".join(said), already_published=len(replies))
+        return _Answer(
+            [*replies, final],
+            " ".join(said),
+            already_published=len(replies),
+            speech_started=first_part_at[0] if first_part_at else None,
+        )
 
     async def _emit_part(
         self, turn: Turn, lease: Lease, text: str, part: int, replies: list[Reply]

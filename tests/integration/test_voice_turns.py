@@ -414,3 +414,35 @@ async def test_an_interrupted_goodbye_never_ends_the_call(slow_brain: Brain) -> 
 
     assert [r.kind for r in replies] == [ReplyKind.MESSAGE, ReplyKind.STOP]
     assert not any(r.end_call for r in replies)
+
+
+# --- barge-in while an answer plays ----------------------------------------------------------
+
+
+async def test_speaking_over_a_playing_answer_cuts_it_in_memory_to_what_was_heard(
+    brain: Brain,
+) -> None:
+    await brain.processor.handle(utterance("Tell me all about your opening hours please"))
+    [*_, (role, said, channel, interrupted)] = await remembered(brain)
+    assert (role, channel, interrupted) == ("assistant", "voice", False)
+    brain.processor._speech_chars_per_s = 20.0  # ~10 characters played by the barge-in
+    await asyncio.sleep(0.5)
+
+    [stop] = await brain.processor.handle(call_event(MessageKind.PARTIAL_TRANSCRIPT, "speech:b1"))
+
+    assert stop.kind is ReplyKind.STOP
+    [*_, (_, heard, _, cut)] = await remembered(brain)
+    assert cut is True
+    assert len(heard) < len(said) and said.startswith(heard)
+    assert said[len(heard)] == " ", "the cut falls between words"
+    assert Lifecycle.INTERRUPTED in brain.ops.steps()
+
+
+async def test_speaking_after_the_answer_finished_playing_leaves_it_whole(brain: Brain) -> None:
+    await brain.processor.handle(utterance("What time is it"))
+    before = await remembered(brain)
+    brain.processor._speech_chars_per_s = 1e9  # played in an instant
+
+    await brain.processor.handle(call_event(MessageKind.PARTIAL_TRANSCRIPT, "speech:b2"))
+
+    assert await remembered(brain) == before
