@@ -28,7 +28,7 @@ from services.common.inbox import InboxWriter, inbox_key
 from services.common.voice_calls import CallRegistry, FetchClaims, FetchOutcome, ReplyLedger
 from services.common.voipbin import RetryPolicy, VoipbinClient, VoipbinSettings
 from services.common.voipbin_actions import FETCH_INBOX_KIND
-from services.egress.channels.voice import VoiceOutput, VoicePolicy
+from services.egress.channels.voice import HangupSchedule, VoiceOutput, VoicePolicy
 from services.egress.config import EgressSettings
 from services.egress.main import create_app
 from services.fakes.voipbin import FakeVoipbinConfig, FakeVoipbinServer, validate_action_array
@@ -73,6 +73,7 @@ class Rig:
     calls: CallRegistry
     claims: FetchClaims
     clients: list[VoipbinClient] = field(default_factory=list)
+    loops: list[asyncio.Task[None]] = field(default_factory=list)
 
     def output(self, policy: VoicePolicy = QUICK, retry: RetryPolicy = FAST_RETRY) -> VoiceOutput:
         settings = VoipbinSettings(
@@ -80,8 +81,9 @@ class Rig:
         )
         client = VoipbinClient(settings, timeout_s=5.0, retry=retry)
         self.clients.append(client)
-        return VoiceOutput(
+        output = VoiceOutput(
             client=client,
+            hangups=HangupSchedule(self.redis, self.namespace),
             calls=self.calls,
             ledger=ReplyLedger(self.redis, self.namespace),
             claims=self.claims,
@@ -89,6 +91,9 @@ class Rig:
             ops=self.ops,  # type: ignore[arg-type]
             policy=policy,
         )
+        # Each egress instance runs the loop that carries out scheduled hangups.
+        self.loops.append(asyncio.create_task(output.run_hangups(poll_s=0.02)))
+        return output
 
     def said(self, call_id: str) -> list[str]:
         """What the caller heard, in order: `say` and `talk` texts."""
@@ -111,6 +116,9 @@ async def rig(infra: Infra, namespace: str, redis: Redis) -> AsyncIterator[Rig]:
         FetchClaims(redis, namespace),
     )
     yield rig
+    for loop in rig.loops:
+        loop.cancel()
+    await asyncio.gather(*rig.loops, return_exceptions=True)
     for client in rig.clients:
         await client.aclose()
     await asyncio.to_thread(fake.stop)
@@ -262,8 +270,11 @@ async def test_end_call_hangs_up_after_the_speech_is_heard(rig: Rig) -> None:
     output = rig.output(VoicePolicy(chars_per_s=50.0, hangup_wait_max_s=5.0))
     call_id = await opened(rig, output)
     text = "Thanks for calling, have a great day!!!"
+    started = time.monotonic()
     await output.deliver(reply(call_id, text + "!", end_call=True))
+    assert time.monotonic() - started < 0.5, "the wait must not hold up other calls' replies"
     [say] = rig.fake.requests("POST", "/speakings/")
+    assert await eventually(lambda: rig.fake.requests("POST", f"/calls/{call_id}/hangup"))
     [hangup] = rig.fake.requests("POST", f"/calls/{call_id}/hangup")
     assert hangup["status"] == 200
     assert 0.7 <= hangup["time"] - say["time"] < 3.0
@@ -279,8 +290,8 @@ async def test_the_wait_before_a_hangup_is_capped(rig: Rig) -> None:
     call_id = await opened(rig, output)
     started = time.monotonic()
     await output.deliver(reply(call_id, "x" * 300, end_call=True))  # 30 s of speech
+    assert await eventually(lambda: rig.fake.call(call_id)["status"] == "hangup", timeout_s=5)
     assert time.monotonic() - started < 2.0
-    assert rig.fake.call(call_id)["status"] == "hangup"
 
 
 async def test_a_hangup_retried_after_an_outage_does_not_repeat_the_text(rig: Rig) -> None:
@@ -292,9 +303,14 @@ async def test_a_hangup_retried_after_an_outage_does_not_repeat_the_text(rig: Ri
     await eventually(lambda: rig.said(call_id), timeout_s=5)
     rig.fake.configure(fail_next=1, fail_status=503)
     await asyncio.wait_for(goodbye, 10)
+    assert await eventually(
+        lambda: (
+            [r["status"] for r in rig.fake.requests("POST", f"/calls/{call_id}/hangup")]
+            == [503, 200]
+        ),
+        timeout_s=10,
+    ), rig.fake.requests("POST", f"/calls/{call_id}/hangup")
     assert rig.said(call_id) == ["Goodbye."]
-    hangups = rig.fake.requests("POST", f"/calls/{call_id}/hangup")
-    assert [r["status"] for r in hangups] == [503, 200]
 
 
 # -- call states ----------------------------------------------------------------------------
@@ -427,7 +443,7 @@ async def test_a_late_sync_reply_that_ends_the_call_hangs_up_after_it(rig: Rig) 
     await rig.claims.claim("corr-3", FetchOutcome.FALLBACK)
     await output.deliver(reply(call_id, "Goodbye.", end_call=True, reply=sync_mode("corr-3")))
     assert rig.said(call_id) == ["Goodbye."]
-    assert rig.fake.call(call_id)["status"] == "hangup"
+    assert await eventually(lambda: rig.fake.call(call_id)["status"] == "hangup", timeout_s=5)
 
 
 # -- rate limits ----------------------------------------------------------------------------

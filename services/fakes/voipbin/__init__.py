@@ -106,14 +106,15 @@ request under ``/v1.0`` is recorded (method, path, query without ``accesskey``/`
 body, how it authenticated, response status), whatever its outcome.
 
 Controls for tests (no auth): ``GET /_fake/requests``, ``/_fake/deliveries``,
-``/_fake/speech`` (successful say/flush/stop/talk in order, ``?call_id=``), ``/_fake/fetches``,
-``/_fake/resources``, ``GET|POST /_fake/config``, ``POST /_fake/reset`` (records and resources
-cleared, starting config restored), ``POST /_fake/calls`` (``{"sip_uri"|"direct_hash",
-"source", "status"}`` dials a flow; ``{"source", "destination", "flow_id", "status",
-"direction"}`` adds a call), ``POST /_fake/calls/{id}/status`` ``{"status", "emit"}``,
-``POST /_fake/flows/{id}/clear-direct-hash``, ``POST /_fake/emit`` ``{"type", "data", "sign",
-"signature", "uri"}``, ``POST /_fake/fetch`` ``{"url", "method", "activeflow_id",
-"reference_id", "timeout"}``.
+``/_fake/speech`` (successful say/flush/stop/talk in order, ``?call_id=``; each entry's ``at``
+is the fake's ``time.monotonic()`` when it was carried out, for latency measurements),
+``/_fake/fetches``, ``/_fake/resources``, ``GET|POST /_fake/config``, ``POST /_fake/reset``
+(records and resources cleared, starting config restored), ``POST /_fake/calls``
+(``{"sip_uri"|"direct_hash", "source", "status"}`` dials a flow; ``{"source", "destination",
+"flow_id", "status", "direction"}`` adds a call), ``POST /_fake/calls/{id}/status``
+``{"status", "emit"}``, ``POST /_fake/flows/{id}/clear-direct-hash``, ``POST /_fake/emit``
+``{"type", "data", "sign", "signature", "uri"}``, ``POST /_fake/fetch`` ``{"url", "method",
+"activeflow_id", "reference_id", "timeout"}``.
 
 Run it by hand: ``python -m services.fakes.voipbin --port 8020``, then
 ``curl 'http://127.0.0.1:8020/v1.0/customer?accesskey=dev-voipbin-accesskey'``. Access logs

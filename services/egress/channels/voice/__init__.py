@@ -7,8 +7,9 @@ Per reply kind:
 - MESSAGE: say the text through the speaking session (created lazily when missing). When the
   session is unusable (VoIPBin refuses to create one, or `say` gets 404/409 because it
   stopped), the call falls back to `POST /calls/{id}/talk` for good. Each said text extends
-  an estimate of when the call's speech ends; a reply with `end_call` waits for that
-  (capped at `hangup_wait_max_s`, blocking only its own conversation) and then hangs up.
+  an estimate of when the call's speech ends; a reply with `end_call` schedules the hangup
+  for then (capped at `hangup_wait_max_s`) in Redis, and each egress instance's
+  `run_hangups` loop carries it out (`hangups.py`): nobody's speech waits for it.
   A SYNC reply (an ingress instance holds VoIPBin's `fetch` request) claims the fetch: if
   the claim holds, the answer goes to the holder's inbox as a bare action array (`talk`,
   `hangup` when the call ends); if the holder already answered its fallback, the answer is
@@ -36,7 +37,8 @@ ops events or dead letters (the client logs paths only and masks httpx's request
 """
 
 from services.egress.channels.voice.guard import CallGuard, CallOver, SpeakingLost
+from services.egress.channels.voice.hangups import HangupSchedule
 from services.egress.channels.voice.output import VoiceOutput
 from services.egress.channels.voice.policy import VoicePolicy
 
-__all__ = ["CallGuard", "CallOver", "SpeakingLost", "VoiceOutput", "VoicePolicy"]
+__all__ = ["CallGuard", "CallOver", "HangupSchedule", "SpeakingLost", "VoiceOutput", "VoicePolicy"]

@@ -3,7 +3,6 @@ docstring for the design)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import time
@@ -25,6 +24,7 @@ from services.common.voice_calls import (
 )
 from services.common.voipbin import VoipbinClient, VoipbinError
 from services.egress.channels.voice.guard import CallGuard, CallOver, SpeakingLost
+from services.egress.channels.voice.hangups import HangupSchedule, drain_forever
 from services.egress.channels.voice.policy import VoicePolicy
 from shared.contracts import Channel, Lifecycle, Reply, ReplyKind, ReplyModeKind
 from shared.logs import get_logger
@@ -53,6 +53,7 @@ class VoiceOutput:
         claims: FetchClaims,
         inbox: InboxWriter,
         ops: OpsEmitter,
+        hangups: HangupSchedule,
         policy: VoicePolicy | None = None,
     ) -> None:
         self._client = client
@@ -63,6 +64,7 @@ class VoiceOutput:
         self._ops = ops
         self._policy = policy or VoicePolicy()
         self._guard = CallGuard(client, calls, self._policy)
+        self._hangups = hangups
 
     async def deliver(self, reply: Reply) -> None:
         """Carry out `reply` once; raise `PermanentFailure` to park it, anything else to retry."""
@@ -229,15 +231,22 @@ class VoiceOutput:
             await self._calls.queue_speech(call_id, self._policy.speech_ms(text), _now_ms())
 
     async def _hang_up_after_speech(self, call_id: str) -> None:
-        """Hang up once the queued speech should have been heard (capped)."""
+        """Schedule the hangup for when the queued speech should have been heard (capped);
+        `run_hangups` carries it out, so no other call waits meanwhile."""
         record = await self._calls.get(call_id)
         until_ms = record.speaking_until_ms if record else 0
-        wait_s = min(max(0, until_ms - _now_ms()) / 1000, self._policy.hangup_wait_max_s)
-        if wait_s > 0:
-            await asyncio.sleep(wait_s)
+        wait_ms = min(max(0, until_ms - _now_ms()), int(self._policy.hangup_wait_max_s * 1000))
+        await self._hangups.schedule(call_id, _now_ms() + wait_ms)
+
+    async def hang_up(self, call_id: str) -> None:
+        """Hang the call up now (a scheduled hangup fell due)."""
         await _unless_gone(self._client.hangup(call_id))
         await self._calls.mark_ended(call_id)
-        log.info("egress.voice.hung_up", call_id=call_id, waited_s=round(wait_s, 2))
+        log.info("egress.voice.hung_up", call_id=call_id)
+
+    async def run_hangups(self, poll_s: float = 0.1) -> None:
+        """The loop that carries out scheduled hangups; one per egress instance."""
+        await drain_forever(self._hangups, self.hang_up, poll_s)
 
     async def _stop(self, reply: Reply, record: CallRecord) -> None:
         """Barge-in: drop what the speaking session still has queued."""

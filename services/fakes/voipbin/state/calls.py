@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from typing import Any, Literal
 
@@ -179,5 +180,10 @@ class CallsMixin(StateStore):
         """``POST /calls/{id}/talk``: needs a progressing call."""
         with self._lock:
             self._require_progressing(self._call(call_id))
-            entry = {"op": "talk", "call_id": call_id, "speaking_id": None} | option
+            entry = {
+                "op": "talk",
+                "call_id": call_id,
+                "speaking_id": None,
+                "at": time.monotonic(),
+            } | option
             self._speech.append(entry)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 import uuid
 from typing import Any, Literal
 
@@ -48,7 +49,12 @@ class SessionsMixin(StateStore):
             else:
                 speaking["status"] = "stopped"
             speaking["tm_update"] = self._stamp()
-            entry: dict[str, Any] = {"op": op, "call_id": call_id, "speaking_id": speaking_id}
+            entry: dict[str, Any] = {
+                "op": op,
+                "call_id": call_id,
+                "speaking_id": speaking_id,
+                "at": time.monotonic(),
+            }
             self._speech.append(entry | ({"text": text} if op == "say" else {}))
             return copy.deepcopy(speaking)
 

@@ -1,0 +1,215 @@
+"""The deployment the voice benchmark drives: ingress, brain and egress as processes, the
+fake model in its own process, and the fake VoIPBin inside the bench process.
+
+The fake VoIPBin runs in a thread of the bench process (`FakeVoipbinServer`) so that the
+`at` of its speech log (`time.monotonic()` when a `say` was carried out) is on the same
+clock as the bench's "transcript posted" instant. `WatchedState` adds one thing to the
+fake's state: it wakes the bench's waiters when speech is recorded for a call, so the bench
+does not poll. The fake model (`bench.harness.voice_model`) runs apart, like a real
+provider, and its timings are on the same machine-wide monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+
+from bench.harness import procs
+from bench.harness.infra import Infra
+from bench.harness.sms_common import service_env
+from bench.harness.voice_model import REQUESTS_PATH
+from services.common.voipbin import EVENTS_PATH, fetch_url
+from services.fakes.voipbin import FakeVoipbinConfig, FakeVoipbinServer, FakeVoipbinState
+from tests.support.processes import free_port
+
+API_KEY = "bench-key"
+FETCH_TOKEN = "bench-fetch-token-" + "0123456789abcdef" * 2
+METRICS = (
+    "switchboard_voipbin_fetches_total",
+    "switchboard_voipbin_events_total",
+    "switchboard_voice_spoken_total",
+    "switchboard_voice_errors_total",
+)
+"""Counters scraped from the services' `/metrics` before and after each phase."""
+_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})?\s+([0-9.eE+-]+)$")
+
+
+class SpeechWatch:
+    """Wakes coroutines on the bench's loop when the fake records speech for a call."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._events: dict[str, asyncio.Event] = {}
+
+    def event(self, call_id: str) -> asyncio.Event:
+        """The call's event (set on each say/flush/stop/talk); call from the bench's loop."""
+        return self._events.setdefault(call_id, asyncio.Event())
+
+    def forget(self, call_id: str) -> None:
+        self._events.pop(call_id, None)
+
+    def notify(self, call_id: str) -> None:
+        """From the fake's thread: wake whoever waits for this call."""
+        self._loop.call_soon_threadsafe(self._wake, call_id)
+
+    def _wake(self, call_id: str) -> None:
+        event = self._events.get(call_id)
+        if event is not None:
+            event.set()
+
+
+class WatchedState(FakeVoipbinState):
+    """The fake's state, telling a `SpeechWatch` about every speech operation."""
+
+    def __init__(self, config: FakeVoipbinConfig, watch: SpeechWatch) -> None:
+        super().__init__(config)
+        self._watch = watch
+
+    def speak(
+        self, speaking_id: str, op: Literal["say", "flush", "stop"], text: str = ""
+    ) -> dict[str, Any]:
+        speaking = super().speak(speaking_id, op, text)
+        self._watch.notify(str(speaking["reference_id"]))
+        return speaking
+
+    def talk(self, call_id: str, option: dict[str, str]) -> None:
+        super().talk(call_id, option)
+        self._watch.notify(call_id)
+
+
+@dataclass
+class VoiceStack:
+    """Everything one benchmark run talks to."""
+
+    fake: FakeVoipbinServer
+    watch: SpeechWatch
+    model: procs.Child
+    services: dict[str, procs.Child]
+
+    @property
+    def ingress_url(self) -> str:
+        return self.services["ingress"].url
+
+    @property
+    def events_url(self) -> str:
+        return self.ingress_url + EVENTS_PATH
+
+    @property
+    def fetch_url(self) -> str:
+        return fetch_url(self.ingress_url, FETCH_TOKEN)
+
+    @property
+    def webhook_secret(self) -> str:
+        secret = self.fake.webhook_secret
+        assert secret is not None, "the fake signs events"
+        return secret
+
+    def pids(self, infra: Infra) -> dict[str, int | None]:
+        return {
+            **{name: child.pid for name, child in self.services.items()},
+            "fake-model": self.model.pid,
+            "kafka": procs.listening_pid(infra.kafka_port),
+            "redis": procs.listening_pid(infra.redis_port),
+            "bench (client + fake VoIPBin)": os.getpid(),
+        }
+
+    async def set_model_latency(self, http: aiohttp.ClientSession, latency_ms: int) -> None:
+        async with http.post(self.model.url + "/_fake/config", json={"latency_ms": latency_ms}):
+            pass
+
+    async def model_requests(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        """Every chat completion the fake model served: `{"user", "start", "end"}`."""
+        async with http.get(self.model.url + REQUESTS_PATH) as response:
+            found: list[dict[str, Any]] = await response.json()
+            return found
+
+    async def counters(self, http: aiohttp.ClientSession) -> dict[str, float]:
+        """The `METRICS` counters of every service, as `service:name{labels}` → value."""
+        values: dict[str, float] = {}
+        for name, child in self.services.items():
+            async with http.get(child.url + "/metrics") as response:
+                text = await response.text()
+            for line in text.splitlines():
+                match = _SAMPLE.match(line)
+                if match and match.group(1) in METRICS:
+                    values[f"{name}:{match.group(1)}{match.group(2) or ''}"] = float(match[3])
+        return values
+
+    def stop(self) -> None:
+        for child in self.services.values():
+            child.stop()
+        self.model.stop()
+        self.fake.stop()
+
+
+def start(
+    infra: Infra, namespace: str, log_dir: Path, *, egress_no_idle_sleep: bool = False
+) -> VoiceStack:
+    """Start the fake VoIPBin, the fake model and the three services; wait until all are ready.
+
+    Call from the bench's event loop (the speech watch wakes coroutines on it).
+    `egress_no_idle_sleep` runs egress as `bench.harness.voice_egress --no-idle-sleep` (a
+    what-if, see there) instead of `switchboard egress`.
+    """
+    watch = SpeechWatch(asyncio.get_running_loop())
+    fake = FakeVoipbinServer()
+    fake.state = WatchedState(fake.state.config, watch)
+    fake.start()
+    model_port = free_port()
+    model_argv = [procs.PYTHON, "-m", "bench.harness.voice_model", "--port", str(model_port)]
+    model_argv += ["--api-key", API_KEY]
+    model = procs.Child("fake-openai", model_argv, {}, log_dir, model_port, "/v1/models")
+    ingress_port = free_port()
+    env = _env(infra, namespace, fake, model, f"http://127.0.0.1:{ingress_port}")
+    ingress_argv = [procs.SWITCHBOARD, "ingress", "--port", str(ingress_port)]
+    services = {
+        "ingress": procs.Child("ingress", ingress_argv, env, log_dir, ingress_port),
+        "brain": procs.service("brain", env, log_dir),
+        "egress": _what_if_egress(env, log_dir)
+        if egress_no_idle_sleep
+        else procs.service("egress", env, log_dir),
+    }
+    stack = VoiceStack(fake, watch, model, services)
+    try:
+        model.start()
+        for child in services.values():
+            child.start()
+        model.wait_ready()
+        for child in services.values():
+            child.wait_ready()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _what_if_egress(env: dict[str, str], log_dir: Path) -> procs.Child:
+    port = free_port()
+    argv = [procs.PYTHON, "-m", "bench.harness.voice_egress", "--port", str(port)]
+    return procs.Child("egress", [*argv, "--no-idle-sleep"], env, log_dir, port)
+
+
+def _env(
+    infra: Infra,
+    namespace: str,
+    fake: FakeVoipbinServer,
+    model: procs.Child,
+    public_base_url: str,
+) -> dict[str, str]:
+    return service_env(infra, namespace) | {
+        "PUBLIC_BASE_URL": public_base_url,
+        "VOIPBIN_API_BASE": fake.api_base,
+        "VOIPBIN_ACCESS_KEY": fake.access_key,
+        "VOIPBIN_WEBHOOK_SECRET": fake.webhook_secret or "",
+        "VOIPBIN_FETCH_TOKEN": FETCH_TOKEN,
+        "BRAIN_ENGINE": "openai",
+        "OPENAI_API_KEY": API_KEY,
+        "OPENAI_BASE_URL": model.url + "/v1",
+        "OPENAI_MODEL": "fake-model",
+    }
