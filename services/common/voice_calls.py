@@ -129,6 +129,16 @@ class CallRegistry:
         """Remember a webhook event as published, so VoIPBin's retries are dropped early."""
         await self._redis.set(f"{self._prefix}:voice:event:{key}", "1", ex=EVENT_TTL_S)
 
+    async def next_round(self, call_id: str, at_ms: int, digits: str) -> tuple[int, str]:
+        """Record a `fetch` round (when, which digits); returns the previous round's."""
+        key = self._call_key(call_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hmget(key, ["round_at_ms", "round_digits"])
+            pipe.hset(key, mapping={"round_at_ms": str(at_ms), "round_digits": digits})
+            pipe.expire(key, CALL_TTL_S)
+            (previous_at, previous_digits), *_ = await pipe.execute()
+        return int(previous_at or 0), str(previous_digits or "")
+
     async def throttle(self, name: str, window_ms: int) -> bool:
         """True at most once per `window_ms` for `name` (barge-in signals, say)."""
         key = f"{self._prefix}:voice:throttle:{name}"

@@ -38,6 +38,16 @@ def digits_receive(duration_ms: int, length: int = 1, key: str = "#") -> Action:
     }
 
 
+def variable_set(key: str, value: str) -> Action:
+    """Set a flow variable (here: clear the keys already answered)."""
+    return {"type": "variable_set", "option": {"key": key, "value": value}}
+
+
+def sleep(duration_ms: int) -> Action:
+    """Wait, doing nothing."""
+    return {"type": "sleep", "option": {"duration": duration_ms}}
+
+
 def fetch(event_url: str, method: str = "POST") -> Action:
     """Ask `event_url` for the next actions."""
     return {"type": "fetch", "option": {"event_url": event_url, "event_method": method}}

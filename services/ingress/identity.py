@@ -89,17 +89,22 @@ class IdentityResolver:
         linked = await self._redis.get(key)
         return str(linked) if linked else None
 
-    async def resolve_caller(self, target: str) -> tuple[str, str]:
+    async def resolve_caller(self, target: str, call_id: str) -> tuple[str, str]:
         """`(canonical caller, conversation id)` of someone on a call.
 
         A phone number joins the shared phone realm (the caller's SMS memory and theirs are
-        one). A SIP caller (a softphone dialling a Direct Hash) has no number: the SIP target
-        is its own identity, until a verified link says otherwise.
+        one). A SIP caller (a softphone dialling a Direct Hash) has no number: its
+        `user@host` target is its own identity, until a verified link says otherwise.
+        Anything else (a withheld number: "anonymous", "unknown", empty) identifies nobody,
+        so the call gets a conversation of its own: callers must never share a memory.
         """
         try:
             number = self.canonical_address(Channel.VOICE, target)
         except InvalidPhoneNumber:
-            caller = "sip:" + target.strip().removeprefix("sip:").lower()
+            sip_target = target.strip().removeprefix("sip:").lower()
+            if "@" not in sip_target or sip_target.startswith(("anonymous@", "unknown@")):
+                return "", f"conv_call_{call_id}"
+            caller = "sip:" + sip_target
             linked = await self._redis.get(f"{self._prefix}:identity:sip:{caller}")
             digest = hashlib.sha256(f"sip:{caller}".encode()).hexdigest()[:24]
             return caller, str(linked) if linked else f"conv_{digest}"

@@ -195,6 +195,8 @@ class SimulatedCall:
             await self._receive_digits(wait_s(action))
         elif kind == "sleep":
             await asyncio.sleep(wait_s(action))
+        elif kind == "variable_set" and option_of(action).get("key") == "voipbin.call.digits":
+            self.digits = str(option_of(action).get("value", ""))
         else:
             self.show(f"[flow action {kind!r}: not simulated, skipped]")
 

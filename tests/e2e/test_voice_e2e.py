@@ -83,7 +83,12 @@ async def test_a_full_call_greets_answers_three_turns_and_hangs_up_on_goodbye(
     greeting = await call.answer()
     assert greeting.ok, greeting.errors
     assert greeting.status_code == 200
-    assert [a["type"] for a in greeting.actions or []] == ["talk", "digits_receive", "fetch"]
+    assert [a["type"] for a in greeting.actions or []] == [
+        "talk",
+        "variable_set",
+        "digits_receive",
+        "fetch",
+    ]
     assert talk_texts(greeting.actions)[0] != FALLBACK, "the brain's greeting came in time"
 
     for question in ("I ordered a lamp.", "When will it arrive?", "Can it come Friday?"):
@@ -170,7 +175,12 @@ async def test_with_the_brain_stopped_the_fetch_still_answers_in_time(stack: Sta
     assert result.ok, result.errors
     assert result.elapsed_s < 3.0 + 0.3
     assert time.monotonic() - started < 6
-    assert [a["type"] for a in result.actions or []] == ["talk", "digits_receive", "fetch"]
+    assert [a["type"] for a in result.actions or []] == [
+        "talk",
+        "variable_set",
+        "digits_receive",
+        "fetch",
+    ]
     assert talk_texts(result.actions)[0] == FALLBACK
 
 

@@ -172,6 +172,20 @@ async def test_speech_events_become_one_barge_in_signal_per_window(voipbin: Voip
     assert [e["kind"] for e in events] == ["partial_transcript"]
 
 
+async def test_callers_with_a_withheld_number_never_share_a_conversation(
+    voipbin: Voipbin,
+) -> None:
+    first = voipbin.fake.add_call(source="anonymous", status="progressing")
+    second = voipbin.fake.add_call(source="anonymous", status="progressing")
+    for call in (first, second):
+        assert voipbin.event("call_progressing", call).status_code == 200
+    events = await voipbin.inbound(lambda evs: len(evs) >= 2)
+    assert {e["conversation_id"] for e in events} == {
+        f"conv_call_{first['id']}",
+        f"conv_call_{second['id']}",
+    }
+
+
 async def test_hangup_ends_the_call_and_its_next_fetch_hangs_up(voipbin: Voipbin) -> None:
     call = voipbin.call()
     voipbin.fake.set_call_status(call["id"], "hangup")
@@ -211,9 +225,10 @@ async def test_without_a_brain_the_fetch_answers_a_valid_fallback_within_its_dea
     answer = response.json()
     assert validate_action_array(answer) == []
     assert elapsed < voipbin.settings.voipbin_fetch_deadline_s + 0.2
-    assert [a["type"] for a in answer] == ["talk", "digits_receive", "fetch"]
+    assert [a["type"] for a in answer] == ["talk", "variable_set", "digits_receive", "fetch"]
     assert answer[0]["option"]["text"] == voipbin.settings.voipbin_fallback_text
-    next_url = answer[2]["option"]["event_url"]
+    assert answer[1]["option"] == {"key": "voipbin.call.digits", "value": ""}
+    next_url = answer[3]["option"]["event_url"]
     assert next_url.startswith(f"{PUBLIC}{FETCH_PATH}/{TOKEN}?n=1&digits=")
     assert "${voipbin.call.digits}" in next_url
     # The greeting was asked for (and the sessions opened) even though it came too late.
@@ -225,9 +240,13 @@ async def test_without_a_brain_the_fetch_answers_a_valid_fallback_within_its_dea
 
     # Later rounds without keys keep the call in the loop at once; keys become a DTMF turn.
     hold = voipbin.fetch(call["id"], query="n=1&digits=")
-    assert [a["type"] for a in hold.json()] == ["digits_receive", "fetch"]
+    assert [a["type"] for a in hold.json()] == ["variable_set", "digits_receive", "fetch"]
     keys = voipbin.fetch(call["id"], query="n=2&digits=1")
     assert validate_action_array(keys.json()) == []
+    # The same keys straight back (VoIPBin kept them): a pause, not a second answer.
+    again = voipbin.fetch(call["id"], query="n=3&digits=1")
+    assert [a["type"] for a in again.json()] == ["sleep", "fetch"]
     events = await voipbin.inbound(lambda evs: len(evs) >= 3)
-    assert events[2]["kind"] == "dtmf" and events[2]["text"] == "1"
+    assert [e["kind"] for e in events] == ["call_started", "greeting", "dtmf"]
+    assert events[2]["text"] == "1"
     assert events[2]["provider_message_id"] == f"{call['id']}:dtmf:2"

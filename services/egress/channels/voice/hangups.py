@@ -24,6 +24,8 @@ from shared.logs import get_logger
 log = get_logger("egress.voice.hangups")
 
 CLAIM_LEASE_MS = 30_000
+MAX_HANGUP_ATTEMPTS = 60
+"""About a minute of retries; the caller hangs up themselves if VoIPBin never lets us."""
 
 HangUp = Callable[[str], Awaitable[None]]
 """Hangs one call up; raises when VoIPBin could not be reached (retried later)."""
@@ -71,8 +73,18 @@ class HangupSchedule:
 
 
 async def drain_forever(schedule: HangupSchedule, hang_up: HangUp, poll_s: float = 0.1) -> None:
-    """The per-instance loop: run each due hangup once; retry a failed one a second later."""
+    """The per-instance loop: run each due hangup once; retry a failed one a second later.
+
+    A hangup VoIPBin refuses outright (a 4xx other than 404/409) is dropped after
+    `MAX_HANGUP_ATTEMPTS`, so the schedule cannot fill with hopeless entries.
+    """
+    failures: dict[str, int] = {}
+    task = asyncio.current_task()
     while True:
+        # redis-py's timeout wrapper can swallow a cancellation on Python 3.11 (CPython
+        # gh-86296); the task still knows it was asked to stop.
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         try:
             at = now_ms()
             for call_id in await schedule.due(at):
@@ -80,12 +92,18 @@ async def drain_forever(schedule: HangupSchedule, hang_up: HangUp, poll_s: float
                     continue
                 try:
                     await hang_up(call_id)
-                except Exception as exc:  # VoIPBin away: try again shortly, never drop it
+                except Exception as exc:  # VoIPBin away: try again shortly
+                    failures[call_id] = failures.get(call_id, 0) + 1
                     log.warning(
-                        "egress.voice.hangup_failed", call_id=call_id, error=type(exc).__name__
+                        "egress.voice.hangup_failed",
+                        call_id=call_id,
+                        error=type(exc).__name__,
+                        attempt=failures[call_id],
                     )
-                    await schedule.schedule(call_id, now_ms() + 1_000)
-                    continue
+                    if failures[call_id] < MAX_HANGUP_ATTEMPTS:
+                        await schedule.schedule(call_id, now_ms() + 1_000)
+                        continue
+                failures.pop(call_id, None)
                 await schedule.done(call_id)
         except RedisError as exc:
             log.warning("egress.voice.hangups_unavailable", error=type(exc).__name__)

@@ -48,9 +48,7 @@ class CallResolver:
         if call is None:
             call = await self._lookup(self._client.get_call, call_id)
         target = customer_address(call)
-        if not target:
-            raise UnknownCall("the call has no customer address")
-        caller, conversation_id = await self._identity.resolve_caller(target)
+        caller, conversation_id = await self._identity.resolve_caller(target, call_id)
         await self.registry.update(call_id, conversation_id=conversation_id, caller=caller)
         return CallRecord(
             call_id=call_id,

@@ -27,6 +27,7 @@ import contextlib
 import hmac
 import json
 import re
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,6 +61,9 @@ FETCH_SECONDS = Histogram("switchboard_voipbin_fetch_seconds", "Time to answer a
 CLAIM_MARGIN_S = 0.25
 """Kept back from the deadline to claim the answer and write the response."""
 _DIGITS = re.compile(r"[0-9*#]{1,32}")
+DIGITS_VARIABLE = "voipbin.call.digits"
+STALE_ROUND_MS = 1_000
+"""A round that brings back the previous round's keys this fast did not wait for a key."""
 SORRY_TEXT = "Sorry, something went wrong on our side. Please call again later."
 ONE_MOMENT_TEXT = "One moment, please."
 
@@ -164,10 +168,16 @@ class VoipbinFetch:
                 MessageKind.CALL_STARTED, call_id, record.conversation_id, f"{call_id}:progressing"
             )
             kind, message_id, text = MessageKind.GREETING, f"{call_id}:greeting", ""
-        elif _DIGITS.fullmatch(digits):
-            kind, message_id, text = MessageKind.DTMF, f"{call_id}:dtmf:{round_no}", digits
-        else:
+        elif not _DIGITS.fullmatch(digits):
+            await registry.next_round(call_id, _now_ms(), "")
             return self._continue(round_no), "hold"
+        elif await self._stale(call_id, digits):
+            # The same keys straight back: VoIPBin kept them in ${voipbin.call.digits} and
+            # `digits_receive` ended at once. Wait a round instead of answering them again
+            # (and instead of a tight loop of fetches).
+            return [actions.sleep(self._hold_ms), actions.fetch(self._next_url(round_no))], "stale"
+        else:
+            kind, message_id, text = MessageKind.DTMF, f"{call_id}:dtmf:{round_no}", digits
         answer, outcome = await self._ask_brain(
             kind, call_id, record.conversation_id, message_id, text, deadline
         )
@@ -221,12 +231,26 @@ class VoipbinFetch:
         text = self._fallback_text if kind is MessageKind.GREETING else ONE_MOMENT_TEXT
         return [actions.talk(text, self._language, self._voice_id)]
 
+    async def _stale(self, call_id: str, digits: str) -> bool:
+        """Are these the keys of the round before, back faster than anyone presses keys?"""
+        now = _now_ms()
+        previous_at, previous_digits = await self._resolver.registry.next_round(
+            call_id, now, digits
+        )
+        return digits == previous_digits and now - previous_at < STALE_ROUND_MS
+
     def _continue(self, round_no: int) -> list[actions.Action]:
-        """Keep the call in the loop: listen for keys, then fetch again."""
+        """Keep the call in the loop: forget answered keys, listen for keys, fetch again."""
+        return [
+            actions.variable_set(DIGITS_VARIABLE, ""),
+            actions.digits_receive(self._hold_ms),
+            actions.fetch(self._next_url(round_no)),
+        ]
+
+    def _next_url(self, round_no: int) -> str:
         # VoIPBin substitutes ${...} in every option string before the action runs, so the
         # next request carries the keys pressed during `digits_receive`.
-        url = f"{self._loop_url}?n={round_no + 1}&digits=${{voipbin.call.digits}}"
-        return [actions.digits_receive(self._hold_ms), actions.fetch(url)]
+        return f"{self._loop_url}?n={round_no + 1}&digits=${{{DIGITS_VARIABLE}}}"
 
     async def _publish(
         self,
@@ -268,6 +292,10 @@ async def _fetch_body(request: Request) -> dict[str, Any]:
         if isinstance(body, dict):
             return body
     return dict(request.query_params)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _round(value: str | None) -> int:
