@@ -174,6 +174,9 @@ async def test_request_lines_in_logs_carry_no_key(
     fake: FakeVoipbinServer, client: VoipbinClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # An earlier configure_logging() (any CLI test) quiets these loggers to WARNING.
+    for name in ("httpx", "httpx2"):
+        caplog.set_level(logging.DEBUG, logger=name)
     call = fake.add_call()
     fake.configure(fail_next=1, fail_status=502)
     await client.get_call(call["id"])
