@@ -6,7 +6,7 @@
 
 ONE ingress, ONE brain and ONE egress process (`switchboard ...`) on real Kafka and Redis;
 the brain's OpenAI engine talks to the fake model in its own process
-(`bench.harness.voice_model`, which records its own time per request); the fake VoIPBin
+(`bench.harness.timed_fake`, which records its own time per request); the fake VoIPBin
 runs inside the bench process, so the time of each `say` it records is on the bench's clock.
 
 1. Voice turn overhead: per turn, t0 just before the bench POSTs a signed

@@ -5,6 +5,12 @@ a small ASGI layer that times each chat completion from its first byte in to its
 out, keyed by the request's last user message. `GET /_bench/timings` returns them. Benchmark
 1 uses it to subtract only what the model server itself spent, so the brain's model-client
 CPU (openai SDK, HTTP) counts as orchestration overhead in that variant.
+
+`GET /_bench/requests` returns every request as `{"user", "start", "end"}` in
+`time.monotonic()` seconds. `CLOCK_MONOTONIC` is one clock for every process of the machine,
+so the voice benchmark lines these instants up with its own (a transcript posted, a `say` at
+the fake VoIPBin) to split a turn into before the model, the model, and after it.
+`POST /_fake/config {"latency_ms": ...}` changes the latency at runtime, as for the fake.
 """
 
 from __future__ import annotations
@@ -21,20 +27,24 @@ from services.fakes.openai_server import FakeModelConfig, FakeModelState, create
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
+REQUESTS_PATH = "/_bench/requests"
 
 
 class ServerTiming:
-    """ASGI middleware: {last user message: milliseconds} of chat completion requests."""
+    """ASGI middleware: {last user message: milliseconds} of chat completion requests, and
+    `{"user", "start", "end"}` (monotonic seconds) of each."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.timings: dict[str, float] = {}
+        self.requests: list[dict[str, Any]] = []
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] != "/v1/chat/completions":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        started_monotonic = time.monotonic()
         body = bytearray()
 
         async def receive_and_keep() -> Message:
@@ -45,12 +55,17 @@ class ServerTiming:
         async def send_and_time(message: Message) -> None:
             await send(message)
             if message["type"] == "http.response.body" and not message.get("more_body"):
-                self.timings[_last_user(bytes(body))] = (time.perf_counter() - started) * 1000
+                user = last_user(bytes(body))
+                self.timings[user] = (time.perf_counter() - started) * 1000
+                self.requests.append(
+                    {"user": user, "start": started_monotonic, "end": time.monotonic()}
+                )
 
         await self.app(scope, receive_and_keep, send_and_time)
 
 
-def _last_user(body: bytes) -> str:
+def last_user(body: bytes) -> str:
+    """The content of the last `user` message of a chat completion request body."""
     try:
         messages = json.loads(body).get("messages", [])
     except ValueError:
@@ -73,6 +88,10 @@ def main(argv: list[str] | None = None) -> None:
     @app.get("/_bench/timings")
     async def timings() -> JSONResponse:
         return JSONResponse(timed.timings)
+
+    @app.get(REQUESTS_PATH)
+    async def requests() -> JSONResponse:
+        return JSONResponse(timed.requests)
 
     uvicorn.run(timed, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 

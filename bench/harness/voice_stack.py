@@ -5,7 +5,7 @@ The fake VoIPBin runs in a thread of the bench process (`FakeVoipbinServer`) so 
 `at` of its speech log (`time.monotonic()` when a `say` was carried out) is on the same
 clock as the bench's "transcript posted" instant. `WatchedState` adds one thing to the
 fake's state: it wakes the bench's waiters when speech is recorded for a call, so the bench
-does not poll. The fake model (`bench.harness.voice_model`) runs apart, like a real
+does not poll. The fake model (`bench.harness.timed_fake`) runs apart, like a real
 provider, and its timings are on the same machine-wide monotonic clock.
 """
 
@@ -23,7 +23,7 @@ import aiohttp
 from bench.harness import procs
 from bench.harness.infra import Infra
 from bench.harness.sms_common import service_env
-from bench.harness.voice_model import REQUESTS_PATH
+from bench.harness.timed_fake import REQUESTS_PATH
 from services.common.voipbin import EVENTS_PATH, fetch_url
 from services.fakes.voipbin import FakeVoipbinConfig, FakeVoipbinServer, FakeVoipbinState
 from tests.support.processes import free_port
@@ -162,7 +162,7 @@ def start(
     fake.state = WatchedState(fake.state.config, watch)
     fake.start()
     model_port = free_port()
-    model_argv = [procs.PYTHON, "-m", "bench.harness.voice_model", "--port", str(model_port)]
+    model_argv = [procs.PYTHON, "-m", "bench.harness.timed_fake", "--port", str(model_port)]
     model_argv += ["--api-key", API_KEY]
     model = procs.Child("fake-openai", model_argv, {}, log_dir, model_port, "/v1/models")
     ingress_port = free_port()
