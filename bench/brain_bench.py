@@ -14,7 +14,6 @@ What is measured and why: docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -25,12 +24,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/brain_bench.py` (what `make bench` does)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import uvloop
 
 from bench.harness import infra as infra_mod
 from bench.harness import lock_handoff, overhead, throughput
+from bench.harness.entry import run_and_print
 from bench.harness.report import Row, Section, render_details, render_table
-from shared.logs import configure_logging
 
 
 @dataclass(frozen=True)
@@ -167,19 +165,8 @@ def _report(
     return "\n".join([*header, "", render_table(rows), "", render_details(sections)])
 
 
-def quiet_logs() -> None:
-    """Only warnings from the in-process clients; retries after topic creation stay silent."""
-    configure_logging("WARNING", "console")
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    quiet_logs()
-    report = uvloop.run(run(args))
-    print()
-    print(report)
-    return 0
+    return run_and_print(parse_args(argv), run)
 
 
 if __name__ == "__main__":

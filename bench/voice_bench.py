@@ -32,7 +32,6 @@ measured and why: docs/benchmarks.md, section "Voice channel".
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -44,10 +43,10 @@ if __package__ in (None, ""):  # run as `python bench/voice_bench.py` (what `mak
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
-import uvloop
 
 from bench.harness import infra as infra_mod
 from bench.harness import kafka_floor, procs, voice_goodbye, voice_stack
+from bench.harness.entry import run_and_print
 from bench.harness.kafka_io import read_records
 from bench.harness.report import render_details
 from bench.harness.stats import summary_ms
@@ -65,7 +64,6 @@ from bench.harness.voice_report import (
     write_rows,
 )
 from shared.contracts import Channel
-from shared.logs import configure_logging
 
 FULL = VoiceConfig()
 QUICK = VoiceConfig(
@@ -237,19 +235,8 @@ def _report(
     return "\n\n".join(["\n".join(header), *tables, NOTE, details])
 
 
-def quiet_logs() -> None:
-    """Only warnings from the in-process clients and the fake VoIPBin."""
-    configure_logging("WARNING", "console")
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    quiet_logs()
-    report = uvloop.run(run(args))
-    print()
-    print(report)
-    return 0
+    return run_and_print(parse_args(argv), run)
 
 
 if __name__ == "__main__":

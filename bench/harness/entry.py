@@ -1,0 +1,29 @@
+"""What every `bench/*.py` does around its own run: quiet logs, run on uvloop, print the report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import uvloop
+
+from shared.logs import configure_logging
+
+
+def quiet_logs() -> None:
+    """Only warnings from the in-process clients; retries after topic creation stay silent."""
+    configure_logging("WARNING", "console")
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
+def run_and_print(
+    args: argparse.Namespace, run: Callable[[argparse.Namespace], Coroutine[Any, Any, str]]
+) -> int:
+    """Run one benchmark with `args` and print its report; the process exit code."""
+    quiet_logs()
+    report: str = uvloop.run(run(args))
+    print()
+    print(report)
+    return 0
