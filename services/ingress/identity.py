@@ -47,8 +47,17 @@ def normalize_phone(raw: str, default_region: str, *, require_valid: bool = True
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+SIP_REALM = "sip"
+"""Callers on a SIP softphone: no number, their `sip:user@host` is who they are."""
+
+
 def _realm(channel: Channel) -> str:
     return "phone" if channel in PHONE_CHANNELS else channel.value
+
+
+def _conversation_in(realm: str, address: str) -> str:
+    digest = hashlib.sha256(f"{realm}:{address}".encode()).hexdigest()[:24]
+    return f"conv_{digest}"
 
 
 def default_conversation_id(channel: Channel, address: str) -> str:
@@ -56,13 +65,16 @@ def default_conversation_id(channel: Channel, address: str) -> str:
 
     `address` must be canonical (see `IdentityResolver.canonical_address`): E.164 for phones.
     """
-    digest = hashlib.sha256(f"{_realm(channel)}:{address}".encode()).hexdigest()[:24]
-    return f"conv_{digest}"
+    return _conversation_in(_realm(channel), address)
+
+
+def _key_in(prefix: str, realm: str, address: str) -> str:
+    return f"{prefix}:identity:{realm}:{address}"
 
 
 def identity_key(prefix: str, channel: Channel, address: str) -> str:
     """Redis key of the explicit mapping of a canonical address to a conversation id."""
-    return f"{prefix}:identity:{_realm(channel)}:{address}"
+    return _key_in(prefix, _realm(channel), address)
 
 
 class IdentityResolver:
@@ -105,9 +117,8 @@ class IdentityResolver:
             if "@" not in sip_target or sip_target.startswith(("anonymous@", "unknown@")):
                 return "", f"conv_call_{call_id}"
             caller = "sip:" + sip_target
-            linked = await self._redis.get(f"{self._prefix}:identity:sip:{caller}")
-            digest = hashlib.sha256(f"sip:{caller}".encode()).hexdigest()[:24]
-            return caller, str(linked) if linked else f"conv_{digest}"
+            linked = await self._redis.get(_key_in(self._prefix, SIP_REALM, caller))
+            return caller, str(linked) if linked else _conversation_in(SIP_REALM, caller)
         return number, await self.resolve(Channel.VOICE, number)
 
     async def resolve(self, channel: Channel, address: str) -> str:

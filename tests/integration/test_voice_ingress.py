@@ -186,6 +186,16 @@ async def test_callers_with_a_withheld_number_never_share_a_conversation(
     }
 
 
+async def test_a_sip_caller_keeps_one_conversation_across_calls(voipbin: Voipbin) -> None:
+    calls = [voipbin.fake.add_call(source="alice@example.org", status="progressing") for _ in "ab"]
+    for call in calls:
+        assert voipbin.event("call_progressing", call).status_code == 200
+    events = await voipbin.inbound(lambda evs: len(evs) >= 2)
+    [conversation] = {e["conversation_id"] for e in events}
+    assert conversation.startswith("conv_") and not conversation.startswith("conv_call_")
+    assert conversation != default_conversation_id(Channel.SMS, CALLER)
+
+
 async def test_hangup_ends_the_call_and_its_next_fetch_hangs_up(voipbin: Voipbin) -> None:
     call = voipbin.call()
     voipbin.fake.set_call_status(call["id"], "hangup")
