@@ -67,6 +67,35 @@ class BaseServiceSettings(BaseSettings):
         validation_alias=plain_env("SWITCHBOARD_INSTANCE_ID"),
         description="Name of this process in ops events and inbox keys; unique per process.",
     )
+    kafka_group_instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,200}$",
+        validation_alias=plain_env("KAFKA_GROUP_INSTANCE_ID"),
+        description=(
+            "Static group membership: this worker's stable name in its consumer groups (the "
+            "pod or host name), kept across restarts so a restarted worker gets its partitions "
+            "back at once. Two live workers must never share it. Unset: dynamic membership."
+        ),
+    )
+    kafka_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=6_000,
+        le=300_000,
+        validation_alias=plain_env("KAFKA_SESSION_TIMEOUT_MS"),
+        description=(
+            "How long the group waits for a silent worker before handing its partitions on "
+            "(a static member that is stopped and not restarted is waited for this long)."
+        ),
+    )
+    wedged_after_s: float = Field(
+        default=60.0,
+        ge=5.0,
+        validation_alias=plain_env("SWITCHBOARD_WEDGED_AFTER_S"),
+        description=(
+            "`/livez` fails once Kafka or Redis has answered for this long while this service "
+            "still could not publish or consume: it is wedged and should be restarted."
+        ),
+    )
     chat_outbox_ttl_s: int = Field(
         default=7 * 24 * 3600,
         ge=60,

@@ -35,6 +35,9 @@ start_service() {
     say "$name already running"; return 0
   fi
   port_open "$port" && die "port $port is taken: cannot start $name (set ${name^^}_PORT)"
+  # One process per service here, so its name is a stable static-membership id: a worker
+  # restarted by hand gets its partitions back at once (docs/operations.md).
+  KAFKA_GROUP_INSTANCE_ID="${KAFKA_GROUP_INSTANCE_ID:-$name-$(hostname)-$port}" \
   LOG_FORMAT="${LOG_FORMAT:-json}" nohup "$VENV/bin/switchboard" "$name" --port "$port" \
     >>"$RUN_DIR/$name.log" 2>&1 &
   echo $! >"$RUN_DIR/$name.pid"

@@ -45,6 +45,8 @@ class KeyOrderedConsumer:
         topic: str,
         group_id: str,
         client_id: str,
+        group_instance_id: str | None = None,
+        session_timeout_ms: int = 10_000,
         parse: Parse,
         handle: TurnHandler,
         policy: DoubleTextingPolicy,
@@ -68,6 +70,11 @@ class KeyOrderedConsumer:
             "bootstrap_servers": bootstrap_servers,
             "group_id": group_id,
             "client_id": client_id,
+            # Static membership: a restarted worker with the same id gets its partitions back
+            # without waiting out the session of the one that died (KIP-345).
+            "group_instance_id": group_instance_id,
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": max(1_000, session_timeout_ms // 4),
         }
         self._consumer: AIOKafkaConsumer | None = None
 

@@ -93,6 +93,8 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
         topic=topics.inbound,
         group_id=settings.group_id("brain"),
         client_id=f"brain-{settings.instance_id}",
+        group_instance_id=settings.kafka_group_instance_id,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
         parse=parse_work,
         handle=TurnRunner(processor, dead_letters, settings.max_attempts),
         policy=DoubleTextingPolicy(sms_collect_window_s=settings.sms_collect_window_ms / 1000),

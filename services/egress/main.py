@@ -143,6 +143,11 @@ def register_reply_consumer(
     subscriber = broker.subscriber(
         settings.topics.replies(channel),
         group_id=settings.group_id(f"egress.{channel.value}"),
+        # Static membership (see BaseServiceSettings.kafka_group_instance_id): one id may
+        # serve every channel's group, ids only need to be unique within a group.
+        group_instance_id=settings.kafka_group_instance_id,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(1_000, settings.kafka_session_timeout_ms // 4),
         ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
         batch=True,
