@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Literal
+import time
+from collections.abc import Callable
+from typing import Any, Literal
 
 import structlog
 
@@ -57,6 +59,12 @@ def configure_logging(
         level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
     # Libraries are chatty at INFO (every rebalance, every request line); keep them at WARNING.
+    # While Kafka is down aiokafka logs every reconnect attempt at ERROR: once per window is
+    # enough to see the outage (the services log its start and end themselves).
+    for name in ("aiokafka", "faststream"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
+            logger.addFilter(RepeatFilter())
     for noisy in (
         "aiokafka",
         "faststream",
@@ -73,3 +81,61 @@ def configure_logging(
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A structlog logger bound to a component name."""
     return structlog.get_logger(component=name)  # type: ignore[no-any-return]
+
+
+class RepeatFilter(logging.Filter):
+    """Lets the first record of each message template through, then at most one per
+    `window_s`, annotated with how many were suppressed in between.
+
+    Attached to a logger (not a handler), so it sees that logger's own records only; each
+    library gets its own instance.
+    """
+
+    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        last = self._seen.get(key)
+        if last is not None and now - last[0] < self._window_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        if last is not None and last[1]:
+            record.msg = f"{record.msg} [{last[1]} similar suppressed in {self._window_s:.0f} s]"
+        if len(self._seen) > 1_000:  # templates are few; this only bounds a pathological case
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return True
+
+
+class ThrottledLog:
+    """One log event that may fire in a loop (a retry per message while Redis is down):
+    the first call logs, later ones at most once per `every_s` with the count in between."""
+
+    def __init__(
+        self,
+        logger: structlog.stdlib.BoundLogger,
+        event: str,
+        every_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._event = event
+        self._every_s = every_s
+        self._clock = clock
+        self._last = float("-inf")
+        self._suppressed = 0
+
+    def warning(self, **fields: Any) -> None:
+        """Log a warning now, or count it for the next one."""
+        now = self._clock()
+        if now - self._last < self._every_s:
+            self._suppressed += 1
+            return
+        self._logger.warning(self._event, suppressed=self._suppressed, **fields)
+        self._last = now
+        self._suppressed = 0

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from faststream.kafka import KafkaBroker
 from redis.asyncio import Redis
 
 from services.brain.config import BrainSettings
@@ -23,8 +22,9 @@ from services.brain.memory import ConversationMemory
 from services.brain.turns import TurnProcessor
 from services.brain.worker import TurnRunner
 from services.common.deadletter import DeadLetterPublisher
-from services.common.kafka import make_broker, publish_event
+from services.common.kafka import publish_event
 from services.common.ops import OpsEmitter
+from services.common.producer import KafkaProducer
 from services.common.redis import make_redis
 from shared.contracts import Reply, Stage
 
@@ -36,7 +36,7 @@ PublishProbe = Callable[[Reply, float], None]
 class BrainParts:
     """Everything a turn needs, plus the clients to close afterwards."""
 
-    broker: KafkaBroker
+    broker: KafkaProducer
     redis: Redis
     blocking: Redis
     engine: Engine
@@ -46,7 +46,7 @@ class BrainParts:
     runner: TurnRunner
 
     async def start(self) -> None:
-        await self.broker.connect()
+        await self.broker.start()
 
     async def close(self) -> None:
         await self.broker.stop()
@@ -65,7 +65,7 @@ def build(
 ) -> BrainParts:
     """A `TurnRunner` around a `TurnProcessor`, composed like `services.brain.main.create_app`."""
     topics = settings.topics
-    broker = make_broker(settings.kafka_bootstrap_servers, f"bench-{settings.instance_id}")
+    broker = KafkaProducer(settings.kafka_bootstrap_servers, f"bench-{settings.instance_id}")
     redis = make_redis(settings.redis_url)
     blocking = make_redis(settings.redis_url, socket_timeout=None)
     ops = OpsEmitter(broker, topics.ops, Stage.BRAIN, settings.instance_id)

@@ -88,11 +88,23 @@ class KeyOrderedConsumer:
             max_poll_records=500,
         )
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
-        await self._consumer.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            # Kafka is unreachable: leave nothing half-open, the caller tries again later.
+            consumer, self._consumer = self._consumer, None
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
         self._tasks = [
             asyncio.create_task(self._fetch_loop(), name="brain-fetch"),
             asyncio.create_task(self._commit_loop(), name="brain-commit"),
         ]
+
+    @property
+    def started(self) -> bool:
+        """Joined (or joining) the group and fetching."""
+        return bool(self._tasks) and not any(task.done() for task in self._tasks)
 
     async def stop(self) -> None:
         """Finish or abandon running turns, commit what finished, leave the group."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -19,8 +20,9 @@ from services.brain.turns import ReplySink, TurnProcessor
 from services.brain.worker import TurnRunner, parse_work
 from services.common.deadletter import DeadLetterPublisher
 from services.common.http import health_router, infrastructure_checks
-from services.common.kafka import ensure_topics, make_broker, publish_event
+from services.common.kafka import ensure_topics_eventually, publish_event, retry_until_done
 from services.common.ops import OpsEmitter
+from services.common.producer import KafkaProducer
 from services.common.redis import make_redis
 from shared.contracts import Reply, Stage
 from shared.logs import get_logger
@@ -69,16 +71,16 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
     """Build the brain worker. `engine` overrides the configured one (tests, benchmarks)."""
     settings = settings or BrainSettings()
     topics = settings.topics
-    broker = make_broker(settings.kafka_bootstrap_servers, f"brain-{settings.instance_id}")
+    producer = KafkaProducer(settings.kafka_bootstrap_servers, f"brain-{settings.instance_id}")
     redis = make_redis(settings.redis_url)
     # Lock waits block on BLPOP; a client without socket_timeout (see make_redis) for them.
     blocking_redis = make_redis(settings.redis_url, socket_timeout=None)
-    ops = OpsEmitter(broker, topics.ops, Stage.BRAIN, settings.instance_id)
-    dead_letters = DeadLetterPublisher(broker, topics.dlq_inbound, Stage.BRAIN, ops)
+    ops = OpsEmitter(producer, topics.ops, Stage.BRAIN, settings.instance_id)
+    dead_letters = DeadLetterPublisher(producer, topics.dlq_inbound, Stage.BRAIN, ops)
     engine = engine or build_engine(settings)
 
     async def publish_reply(reply: Reply) -> None:
-        await publish_event(broker, topics.replies(reply.channel), reply)
+        await publish_event(producer, topics.replies(reply.channel), reply)
 
     processor = build_turn_processor(
         settings,
@@ -102,24 +104,41 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
         drain_timeout_s=settings.drain_timeout_s,
     )
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_topics(
+    async def join_group() -> None:
+        await ensure_topics_eventually(
             settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
         )
-        await broker.start()
-        await consumer.start()
+        await retry_until_done("consumer", consumer.start)
+
+    async def consuming() -> bool:
+        return consumer.started
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await producer.start()
+        # Kafka may be down at start: serve /readyz (not ready) and join the group once it
+        # answers, rather than crash-loop.
+        joining = asyncio.create_task(join_group(), name="brain-join")
         log.info("brain.started", instance_id=settings.instance_id, engine=engine.name)
         try:
             yield
         finally:
+            joining.cancel()
+            await asyncio.gather(joining, return_exceptions=True)
             await consumer.stop()
-            await broker.stop()
+            await producer.stop()
             await engine.aclose()
             await redis.aclose()
             await blocking_redis.aclose()
             log.info("brain.stopped", instance_id=settings.instance_id)
 
     app = FastAPI(title="Switchboard brain", lifespan=lifespan)
-    app.include_router(health_router("brain", infrastructure_checks(broker, redis)))
+    app.include_router(
+        health_router(
+            "brain",
+            {**infrastructure_checks(producer, redis), "consumer": consuming},
+            wedges={"kafka_publish": lambda: producer.wedged_for},
+            wedged_after_s=settings.wedged_after_s,
+        )
+    )
     return app

@@ -22,9 +22,11 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from services.common.deadletter import DeadLetterPublisher
-from shared.logs import get_logger
+from shared.logs import ThrottledLog, get_logger
 
 log = get_logger("consuming")
+# While Redis or Kafka is down every in-flight record retries: one line per window, not per try.
+_infrastructure_retry = ThrottledLog(log, "consume.retry.infrastructure")
 
 INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     RedisError,
@@ -82,7 +84,7 @@ async def process_reliably(
             await dead_letters.park(record, exc.reason, str(exc), attempt)
             return
         except INFRASTRUCTURE_ERRORS as exc:
-            log.warning("consume.retry.infrastructure", error=type(exc).__name__, attempt=attempt)
+            _infrastructure_retry.warning(error=type(exc).__name__, attempt=attempt)
         except Exception as exc:
             if attempt >= max_attempts:
                 log.exception("consume.dead_letter", topic=record.topic, offset=record.offset)

@@ -7,18 +7,18 @@ the consumer commit past the message. Nothing is dropped silently.
 from __future__ import annotations
 
 from aiokafka import ConsumerRecord
-from faststream.kafka import KafkaBroker
 
 from services.common.kafka import decode_headers
 from services.common.ops import OpsEmitter
+from services.common.producer import KafkaProducer
 from shared.contracts import DeadLetter, Lifecycle, Stage
 
 
 class DeadLetterPublisher:
     """Publishes `DeadLetter` events for one stage."""
 
-    def __init__(self, broker: KafkaBroker, topic: str, stage: Stage, ops: OpsEmitter) -> None:
-        self._broker = broker
+    def __init__(self, producer: KafkaProducer, topic: str, stage: Stage, ops: OpsEmitter) -> None:
+        self._producer = producer
         self._topic = topic
         self._stage = stage
         self._ops = ops
@@ -40,7 +40,7 @@ class DeadLetterPublisher:
             error=error[:500],
             attempts=attempts,
         )
-        await self._broker.publish(
+        await self._producer.publish(
             letter.model_dump_json().encode(),
             self._topic,
             key=record.key,

@@ -1,4 +1,14 @@
-"""Health, readiness and metrics endpoints, the same on every service."""
+"""Health, readiness, liveness and metrics endpoints, the same on every service.
+
+- `/healthz`: the process runs (kept for compatibility; says nothing about dependencies).
+- `/readyz`: 200 only while this service can do its work right now: its Kafka producer is
+  connected and not in an outage, a broker answers a metadata request, Redis answers a PING,
+  plus any service-specific check (the brain's consumer). 503 with the failing checks
+  otherwise. Orchestrators stop routing to it; ingress keeps answering with 503/`unavailable`.
+- `/livez`: 503 once the service is wedged: Kafka has answered for `wedged_after_s` while
+  this service still could not publish or consume. Restarting it is the cure; an outage of
+  Kafka itself never fails liveness (a restart cannot help and would only crash-loop).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +17,25 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
 
+from services.common.producer import KafkaProducer
+
 ReadinessCheck = Callable[[], Awaitable[bool]]
+WedgeGauge = Callable[[], float]
+"""Seconds a component has been wedged (0 when it is not)."""
 
 
-def health_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
-    """`/healthz` (the process runs), `/readyz` (every dependency answers), `/metrics`."""
+def health_router(
+    service: str,
+    checks: dict[str, ReadinessCheck],
+    wedges: dict[str, WedgeGauge] | None = None,
+    wedged_after_s: float = 60.0,
+) -> APIRouter:
+    """`/healthz`, `/readyz` (every check passes), `/livez` (nothing wedged), `/metrics`."""
     router = APIRouter()
+    wedges = wedges or {}
 
     @router.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -30,6 +49,15 @@ def health_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
         return JSONResponse(
             {"ready": ready, "service": service, "checks": status},
             status_code=200 if ready else 503,
+        )
+
+    @router.get("/livez", include_in_schema=False)
+    async def livez() -> JSONResponse:
+        wedged = {name: round(gauge(), 1) for name, gauge in wedges.items()}
+        alive = all(seconds < wedged_after_s for seconds in wedged.values())
+        return JSONResponse(
+            {"alive": alive, "service": service, "wedged_s": wedged},
+            status_code=200 if alive else 503,
         )
 
     @router.get("/metrics", include_in_schema=False)
@@ -46,11 +74,11 @@ async def _safe(check: ReadinessCheck, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def infrastructure_checks(broker: KafkaBroker, redis: Redis) -> dict[str, ReadinessCheck]:
-    """The readiness checks every service has: Kafka and Redis answer."""
+def infrastructure_checks(producer: KafkaProducer, redis: Redis) -> dict[str, ReadinessCheck]:
+    """The readiness checks every service has: it can publish to Kafka, Redis answers."""
 
     async def kafka() -> bool:
-        return bool(await broker.ping(timeout=2.0))
+        return producer.usable and await producer.probe()
 
     async def redis_ping() -> bool:
         return bool(await redis.ping())

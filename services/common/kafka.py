@@ -1,14 +1,18 @@
-"""Kafka plumbing: one way to build brokers, create topics and read raw records."""
+"""Kafka plumbing: one way to build subscribing brokers, create topics, publish events and
+read raw records. Publishing goes through `services.common.producer.KafkaProducer`."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterable
+import random
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
+from services.common.producer import KafkaProducer
 from shared.contracts import InboundMessage, Reply
 from shared.logs import get_logger
 from shared.tracing import to_headers
@@ -17,17 +21,14 @@ log = get_logger("kafka")
 
 
 def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
-    """A FastStream broker whose producer never loses or doubles a publish.
-
-    `enable_idempotence=True` forces `acks=all`; `publish()` (without `no_confirm`) returns
-    only once the broker has acknowledged, which is what "answer 2xx only after Kafka has the
-    message" rests on.
-    """
+    """A FastStream broker for subscribers (egress). Services publish through their
+    `KafkaProducer`, which heals itself; this broker's own producer stays idle."""
     return KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
         request_timeout_ms=15_000,
+        retry_backoff_ms=250,
         logger=None,
     )
 
@@ -57,6 +58,33 @@ async def ensure_topics(
         await admin.close()
 
 
+async def retry_until_done(
+    what: str, action: Callable[[], Awaitable[object]], cap_s: float = 30.0
+) -> None:
+    """Run `action` until it succeeds, with capped jittered backoff between Kafka errors.
+
+    For start-up steps (create topics, join a group): a service may start while the broker
+    is down; it serves its health endpoints (not ready) meanwhile instead of crash-looping.
+    """
+    delay = 0.5
+    while True:
+        try:
+            await action()
+            return
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("kafka.start.waiting", step=what, error=type(exc).__name__, retry_s=delay)
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311
+        delay = min(delay * 2, cap_s)
+
+
+async def ensure_topics_eventually(
+    bootstrap_servers: str, topics: Iterable[str], partitions: int
+) -> None:
+    """`ensure_topics`, retried until Kafka answers (see `retry_until_done`)."""
+    names = list(topics)
+    await retry_until_done("topics", lambda: ensure_topics(bootstrap_servers, names, partitions))
+
+
 def decode_headers(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
     """Kafka record headers as a str dict (invalid UTF-8 replaced)."""
     return {key: value.decode("utf-8", "replace") for key, value in raw or ()}
@@ -72,12 +100,12 @@ def event_headers(event: InboundMessage | Reply) -> dict[str, str]:
     }
 
 
-async def publish_event(broker: KafkaBroker, topic: str, event: InboundMessage | Reply) -> None:
+async def publish_event(producer: KafkaProducer, topic: str, event: InboundMessage | Reply) -> None:
     """Publish a keyed pipeline event with the standard headers; returns once Kafka acked it.
 
     The key is the conversation id (one conversation, one partition, one order).
     """
-    await broker.publish(
+    await producer.publish(
         event.model_dump_json().encode(),
         topic,
         key=event.conversation_id.encode(),

@@ -1,29 +1,36 @@
 """Ops topic emitter: every stage reports each step of each message.
 
 Ops events are observations, not effects: publishing one never blocks or fails a turn. They
-go out without waiting for the broker's acknowledgement and a failure is logged and dropped.
+go out without waiting for the broker's acknowledgement; while Kafka is down they are dropped
+at once (counted, not logged per event: the outage itself is logged once by the producer).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from faststream.kafka import KafkaBroker
 from prometheus_client import Counter
 
+from services.common.producer import KafkaProducer
 from shared.contracts import DeliveryReceipt, Lifecycle, LifecycleEvent, Stage
 from shared.logs import get_logger
 
 log = get_logger("ops")
 
 OPS_EVENTS = Counter("switchboard_ops_events_total", "Lifecycle events emitted", ["stage", "step"])
+OPS_DROPPED = Counter(
+    "switchboard_ops_events_dropped_total", "Ops events dropped because Kafka could not take them"
+)
+QUEUE_TIMEOUT_S = 1.0
+"""Longest an ops event may wait for room in the producer's buffer before it is dropped."""
 
 
 class OpsEmitter:
     """Publishes lifecycle events and receipts of one service instance."""
 
-    def __init__(self, broker: KafkaBroker, topic: str, stage: Stage, instance_id: str) -> None:
-        self._broker = broker
+    def __init__(self, producer: KafkaProducer, topic: str, stage: Stage, instance_id: str) -> None:
+        self._producer = producer
         self._topic = topic
         self._stage = stage
         self._instance_id = instance_id
@@ -41,13 +48,20 @@ class OpsEmitter:
         await self._send(receipt.model_dump_json().encode(), receipt.conversation_id, "receipt")
 
     async def _send(self, body: bytes, key: str | None, kind: str) -> None:
+        if not self._producer.usable:
+            OPS_DROPPED.inc()
+            return
         try:
-            await self._broker.publish(
-                body,
-                self._topic,
-                key=key.encode() if key else None,
-                headers={"content-type": "application/json", "sb-ops-type": kind},
-                no_confirm=True,
+            await asyncio.wait_for(
+                self._producer.publish(
+                    body,
+                    self._topic,
+                    key=key.encode() if key else None,
+                    headers={"content-type": "application/json", "sb-ops-type": kind},
+                    no_confirm=True,
+                ),
+                QUEUE_TIMEOUT_S,
             )
         except Exception as exc:  # an observation must never break the effect it observes
-            log.warning("ops.emit.failed", error=type(exc).__name__)
+            OPS_DROPPED.inc()
+            log.debug("ops.emit.failed", error=type(exc).__name__)

@@ -19,8 +19,9 @@ from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
 from services.common.http import health_router, infrastructure_checks
 from services.common.inbox import InboxWriter
-from services.common.kafka import ensure_topics, make_broker
+from services.common.kafka import ensure_topics_eventually, make_broker, retry_until_done
 from services.common.ops import OpsEmitter
+from services.common.producer import KafkaProducer
 from services.common.redis import make_redis
 from services.common.sms_state import SmsConsent, SmsLedger
 from services.common.voice_calls import CallRegistry, FetchClaims, ReplyLedger
@@ -41,10 +42,12 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
     """Build the egress worker."""
     settings = settings or EgressSettings()
     topics = settings.topics
-    broker = make_broker(settings.kafka_bootstrap_servers, f"egress-{settings.instance_id}")
+    client_id = f"egress-{settings.instance_id}"
+    broker = make_broker(settings.kafka_bootstrap_servers, client_id)  # subscribers only
+    producer = KafkaProducer(settings.kafka_bootstrap_servers, client_id)
     redis = make_redis(settings.redis_url)
-    ops = OpsEmitter(broker, topics.ops, Stage.EGRESS, settings.instance_id)
-    dead_letters = DeadLetterPublisher(broker, topics.dlq_replies, Stage.EGRESS, ops)
+    ops = OpsEmitter(producer, topics.ops, Stage.EGRESS, settings.instance_id)
+    dead_letters = DeadLetterPublisher(producer, topics.dlq_replies, Stage.EGRESS, ops)
     twilio = TwilioClient(settings, timeout_s=settings.sms_send_timeout_s)
     voipbin = VoipbinClient(
         settings,
@@ -103,27 +106,49 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
     for output in outputs:
         register_reply_consumer(broker, settings, output, dead_letters)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_topics(
+    subscribed = asyncio.Event()
+
+    async def subscribe() -> None:
+        await ensure_topics_eventually(
             settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
         )
-        await broker.start()
-        hangups = asyncio.create_task(voice.run_hangups(), name="voice-hangups")
+        await retry_until_done("subscribers", broker.start)
+        subscribed.set()
+
+    async def consuming() -> bool:
+        return subscribed.is_set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await producer.start()
+        # Kafka may be down at start: serve /readyz (not ready) and subscribe once it answers.
+        tasks = [
+            asyncio.create_task(subscribe(), name="egress-subscribe"),
+            asyncio.create_task(voice.run_hangups(), name="voice-hangups"),
+        ]
         log.info("egress.started", instance_id=settings.instance_id)
         try:
             yield
         finally:
-            hangups.cancel()
-            await asyncio.gather(hangups, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
+            await producer.stop()
             await twilio.aclose()
             await voipbin.aclose()
             await redis.aclose()
             log.info("egress.stopped", instance_id=settings.instance_id)
 
     app = FastAPI(title="Switchboard egress", lifespan=lifespan)
-    app.include_router(health_router("egress", infrastructure_checks(broker, redis)))
+    app.include_router(
+        health_router(
+            "egress",
+            {**infrastructure_checks(producer, redis), "consumer": consuming},
+            wedges={"kafka_publish": lambda: producer.wedged_for},
+            wedged_after_s=settings.wedged_after_s,
+        )
+    )
     return app
 
 

@@ -14,8 +14,9 @@ from fastapi.staticfiles import StaticFiles
 from services.common.chat_store import ChatStore
 from services.common.http import health_router, infrastructure_checks
 from services.common.inbox import InboxReader
-from services.common.kafka import ensure_topics, make_broker
+from services.common.kafka import ensure_topics_eventually
 from services.common.ops import OpsEmitter
+from services.common.producer import KafkaProducer
 from services.common.redis import make_redis
 from services.common.sms_state import SmsConsent, SmsLedger
 from services.common.voice_calls import CallRegistry, FetchClaims
@@ -47,12 +48,12 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     """Build the ingress ASGI app. Clients are opened in the lifespan, not here."""
     settings = settings or IngressSettings()
     topics = settings.topics
-    broker = make_broker(settings.kafka_bootstrap_servers, f"ingress-{settings.instance_id}")
+    producer = KafkaProducer(settings.kafka_bootstrap_servers, f"ingress-{settings.instance_id}")
     redis = make_redis(settings.redis_url)
-    ops = OpsEmitter(broker, topics.ops, Stage.INGRESS, settings.instance_id)
+    ops = OpsEmitter(producer, topics.ops, Stage.INGRESS, settings.instance_id)
     chat_secret = settings.chat_token_secret.get_secret_value().encode()
     signer = TokenSigner(chat_secret, settings.chat_token_ttl_s)
-    publisher = InboundPublisher(broker, topics.inbound, ops, settings.publish_timeout_s)
+    publisher = InboundPublisher(producer, topics.inbound, ops, settings.publish_timeout_s)
     identity = IdentityResolver(redis, settings.redis_prefix, settings.default_region)
     chat = WebChatChannel(
         signer=signer,
@@ -103,7 +104,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
         ),
         identity=identity,
         inbound=publisher,
-        send_reply=KafkaReplyPublisher(broker, topics, settings.publish_timeout_s),
+        send_reply=KafkaReplyPublisher(producer, topics, settings.publish_timeout_s),
         ops=ops,
         code_key=derive_code_key(chat_secret),
         mapping_min_ttl_s=settings.chat_token_ttl_s,
@@ -115,11 +116,15 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await ensure_topics(
-            settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
-        )
-        await broker.connect()
+        # Kafka may be down at start: serve (not ready, webhooks 503) and connect when it is up.
+        await producer.start()
         tasks = [
+            asyncio.create_task(
+                ensure_topics_eventually(
+                    settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
+                ),
+                name="topics",
+            ),
             asyncio.create_task(inbox.run(), name="inbox"),
             asyncio.create_task(chat.heartbeat(chat.store.holder_ttl_s / 3), name="heartbeat"),
         ]
@@ -131,7 +136,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            await broker.stop()
+            await producer.stop()
             await voipbin.aclose()
             await redis.aclose()
             await inbox_redis.aclose()
@@ -140,7 +145,14 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     app = FastAPI(title="Switchboard ingress", lifespan=lifespan)
     app.state.settings = settings
     app.state.chat = chat
-    app.include_router(health_router("ingress", infrastructure_checks(broker, redis)))
+    app.include_router(
+        health_router(
+            "ingress",
+            infrastructure_checks(producer, redis),
+            wedges={"kafka_publish": lambda: producer.wedged_for},
+            wedged_after_s=settings.wedged_after_s,
+        )
+    )
     app.include_router(chat.router())
     app.include_router(sms.router())
     app.include_router(voice_events.router())

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from faststream.kafka import KafkaBroker
 from prometheus_client import Counter, Histogram
 
 from services.common.kafka import publish_event
 from services.common.ops import OpsEmitter
+from services.common.producer import KafkaProducer
 from shared.contracts import InboundMessage, Lifecycle
 
 INBOUND_PUBLISHED = Counter(
@@ -27,8 +27,10 @@ class PublishFailed(Exception):
 class InboundPublisher:
     """Publishes `InboundMessage` keyed by conversation, and waits for the broker's ack."""
 
-    def __init__(self, broker: KafkaBroker, topic: str, ops: OpsEmitter, timeout_s: float) -> None:
-        self._broker = broker
+    def __init__(
+        self, producer: KafkaProducer, topic: str, ops: OpsEmitter, timeout_s: float
+    ) -> None:
+        self._producer = producer
         self._topic = topic
         self._ops = ops
         self._timeout_s = timeout_s
@@ -38,7 +40,7 @@ class InboundPublisher:
         started = time.perf_counter()
         try:
             await asyncio.wait_for(
-                publish_event(self._broker, self._topic, message), self._timeout_s
+                publish_event(self._producer, self._topic, message), self._timeout_s
             )
         except Exception as exc:
             await self._ops.emit(

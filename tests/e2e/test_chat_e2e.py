@@ -176,7 +176,10 @@ async def test_readiness_reflects_dependencies(stack: Stack) -> None:
         for process in stack.services.values():
             response = await client.get(f"{process.url}/readyz")
             assert response.status_code == 200
-            assert response.json()["checks"] == {"kafka": True, "redis": True}
+            checks = response.json()["checks"]
+            assert checks["kafka"] is True and checks["redis"] is True
+            assert all(checks.values()), checks
+            assert (await client.get(f"{process.url}/livez")).status_code == 200
     from tests.support.processes import ServiceProcess
 
     broken = ServiceProcess(

@@ -18,8 +18,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from redis.asyncio import Redis
 
 from services.common.deadletter import DeadLetterPublisher
-from services.common.kafka import ensure_topics, make_broker
+from services.common.kafka import ensure_topics
 from services.common.ops import OpsEmitter
+from services.common.producer import KafkaProducer
 from services.tools import dead_letters
 from services.tools.dead_letters import (
     MARKER_TTL_S,
@@ -78,15 +79,15 @@ async def park(
     settings: BaseServiceSettings, *letters: tuple[ConsumerRecord[bytes, bytes], str, str]
 ) -> None:
     """Park (record, reason, error) letters on the replies DLQ with the real publisher."""
-    broker = make_broker(settings.kafka_bootstrap_servers, "dlq-test")
-    await broker.connect()
+    producer = KafkaProducer(settings.kafka_bootstrap_servers, "dlq-test")
+    await producer.start()
     try:
-        ops = OpsEmitter(broker, settings.topics.ops, Stage.EGRESS, "egress-test")
-        publisher = DeadLetterPublisher(broker, settings.topics.dlq_replies, Stage.EGRESS, ops)
+        ops = OpsEmitter(producer, settings.topics.ops, Stage.EGRESS, "egress-test")
+        publisher = DeadLetterPublisher(producer, settings.topics.dlq_replies, Stage.EGRESS, ops)
         for record, reason, error in letters:
             await publisher.park(record, reason, error, attempts=3)
     finally:
-        await broker.stop()
+        await producer.stop()
 
 
 async def read_records(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:

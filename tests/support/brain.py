@@ -72,7 +72,9 @@ class ScriptedEngine:
 
 
 class RecordingBroker:
-    """Stands in for the Kafka broker of OpsEmitter: records what would be published."""
+    """Stands in for the Kafka producer of OpsEmitter: records what would be published."""
+
+    usable = True  # as a connected producer that is not in an outage
 
     def __init__(self) -> None:
         self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []

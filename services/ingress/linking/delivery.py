@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from faststream.kafka import KafkaBroker
-
 from services.common.kafka import publish_event
+from services.common.producer import KafkaProducer
 from services.ingress.publisher import PublishFailed
 from shared.contracts import Reply
 from shared.topics import Topics
@@ -19,8 +18,8 @@ from shared.topics import Topics
 class KafkaReplyPublisher:
     """Publishes `Reply` keyed by conversation and waits for the broker's ack (acks=all)."""
 
-    def __init__(self, broker: KafkaBroker, topics: Topics, timeout_s: float) -> None:
-        self._broker = broker
+    def __init__(self, producer: KafkaProducer, topics: Topics, timeout_s: float) -> None:
+        self._producer = producer
         self._topics = topics
         self._timeout_s = timeout_s
 
@@ -28,7 +27,7 @@ class KafkaReplyPublisher:
         """Return only once Kafka has the reply; raise `PublishFailed` otherwise."""
         try:
             await asyncio.wait_for(
-                publish_event(self._broker, self._topics.replies(reply.channel), reply),
+                publish_event(self._producer, self._topics.replies(reply.channel), reply),
                 self._timeout_s,
             )
         except Exception as exc:
