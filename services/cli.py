@@ -34,6 +34,10 @@ def _serve(build: Callable[[], tuple[Any, BaseServiceSettings]], args: argparse.
         host=host,
         port=port,
         log_level="warning",
+        # Keep the logging `configure_logging` set up: uvicorn's own config would print
+        # tracebacks with their messages ("Exception in ASGI application" quoting a
+        # customer's text); ours prints their type and frames only.
+        log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
         ws_ping_interval=20,

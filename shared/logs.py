@@ -10,6 +10,7 @@ import logging
 import re
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -36,6 +37,46 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+def safe_traceback(exc: BaseException) -> str:
+    """An exception as its type and frames (file, line, function) only.
+
+    Exception messages are left out on purpose: a pydantic error quotes its input, a
+    `KeyError` its key, an HTTP error its URL; any of them can hold a customer's text, a phone
+    number or a token. Chained causes are listed by type."""
+    lines = [f"{type(exc).__module__}.{type(exc).__qualname__} (message withheld)"]
+    for frame in traceback.extract_tb(exc.__traceback__):
+        lines.append(f'  File "{frame.filename}", line {frame.lineno}, in {frame.name}')
+    cause = exc.__cause__ or exc.__context__
+    depth = 0
+    while cause is not None and depth < 5:
+        lines.append(f"  caused by {type(cause).__qualname__}")
+        cause = cause.__cause__ or cause.__context__
+        depth += 1
+    return "\n".join(lines)
+
+
+def _safe_exc_info(
+    _logger: Any, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """structlog processor: render `exc_info` with `safe_traceback`, never the message."""
+    exc_info = event_dict.pop("exc_info", None)
+    if exc_info:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc_info, tuple):
+            exc = exc_info[1]
+        if exc is not None:
+            event_dict["exception"] = safe_traceback(exc)
+    return event_dict
+
+
+class _SafeFormatter(logging.Formatter):
+    """stdlib formatter for library records (uvicorn's "Exception in ASGI application")."""
+
+    def formatException(self, ei: Any) -> str:
+        exc = ei[1] if isinstance(ei, tuple) else None
+        return safe_traceback(exc) if exc is not None else ""
+
+
 def configure_logging(
     level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto"
 ) -> None:
@@ -50,7 +91,7 @@ def configure_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, _safe_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
@@ -58,6 +99,8 @@ def configure_logging(
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s %(message)s"))
     # Libraries are chatty at INFO (every rebalance, every request line); keep them at WARNING.
     # While Kafka is down aiokafka logs every reconnect attempt at ERROR: once per window is
     # enough to see the outage (the services log its start and end themselves).

@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.common.chat_store import ChatStore
+from services.common.errors import install_dependency_error_handlers
 from services.common.http import health_router, infrastructure_checks
 from services.common.inbox import InboxReader
 from services.common.kafka import ensure_topics_eventually
@@ -35,7 +36,7 @@ from services.ingress.linking.delivery import KafkaReplyPublisher
 from services.ingress.linking.routes import link_router
 from services.ingress.linking.service import LinkService
 from services.ingress.linking.store import LinkLimits, LinkStore
-from services.ingress.publisher import InboundPublisher
+from services.ingress.publisher import InboundPublisher, PublishFailed
 from shared.contracts import Stage
 from shared.logs import get_logger
 
@@ -143,6 +144,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
             log.info("ingress.stopped", instance_id=settings.instance_id)
 
     app = FastAPI(title="Switchboard ingress", lifespan=lifespan)
+    install_dependency_error_handlers(app, PublishFailed)
     app.state.settings = settings
     app.state.chat = chat
     app.include_router(

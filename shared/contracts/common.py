@@ -33,7 +33,7 @@ def new_event_id() -> str:
 class TraceContext(BaseModel):
     """W3C trace context carried inside events (and mirrored in Kafka headers)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, hide_input_in_errors=True)
 
     traceparent: str = Field(description="W3C `traceparent`: 00-<trace id>-<span id>-<flags>.")
     tracestate: str | None = Field(default=None, description="W3C `tracestate`, passed through.")
@@ -42,7 +42,9 @@ class TraceContext(BaseModel):
 class Event(BaseModel):
     """Fields every event on every topic carries."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # hide_input_in_errors: a validation error's text must never carry a customer's message
+    # into a log line or a traceback.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     schema_version: int = Field(default=SCHEMA_VERSION, description="Contract version.")
     event_id: str = Field(default_factory=new_event_id, description="Unique id of this event.")

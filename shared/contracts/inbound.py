@@ -44,7 +44,7 @@ class ReplyModeKind(StrEnum):
 class ReplyMode(BaseModel):
     """Reply routing for one inbound message."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     kind: ReplyModeKind = ReplyModeKind.ASYNC
     deadline_at: datetime | None = Field(

@@ -1,0 +1,92 @@
+"""The self-healing producer against the real broker: a fatal error replaces it, Kafka down
+at start is survived, and its health is what readiness reads."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber
+
+from services.common.kafka import ensure_topics
+from services.common.producer import KafkaProducer, ProducerUnavailable
+from tests.support.infra import Infra
+from tests.support.kafka import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
+
+
+async def test_out_of_order_sequence_replaces_the_producer(infra: Infra, namespace: str) -> None:
+    topic = f"{namespace}.producer-test"
+    await ensure_topics(infra.kafka_bootstrap_servers, [topic], 1)
+    producer = KafkaProducer(infra.kafka_bootstrap_servers, f"test-{namespace}")
+    await producer.start()
+    try:
+        await producer.publish(b"first", topic, key=b"k")
+        first_id = producer._producer._txn_manager.producer_id  # type: ignore[union-attr]
+        # The broker expects sequence 1 next; skipping ahead is exactly what it answers
+        # OutOfOrderSequenceNumber to (as after a long outage with stale sequences).
+        producer._producer._txn_manager.increment_sequence_number(  # type: ignore[union-attr]
+            TopicPartition(topic, 0), 7
+        )
+        with pytest.raises(OutOfOrderSequenceNumber):
+            await producer.publish(b"lost", topic, key=b"k")
+        # Replaced before the error reached the caller: a new producer id, fresh sequences.
+        assert producer._producer._txn_manager.producer_id != first_id  # type: ignore[union-attr]
+
+        # The caller retries (at-least-once) and the new producer delivers.
+        await producer.publish(b"second", topic, key=b"k")
+        assert not producer.health.failing
+        assert producer.usable and await producer.probe()
+    finally:
+        await producer.stop()
+    values = await _values(infra.kafka_bootstrap_servers, topic, 2)
+    assert values == [b"first", b"second"]
+
+
+async def test_a_producer_starts_while_kafka_is_down_and_reports_it() -> None:
+    producer = KafkaProducer("127.0.0.1:1", f"test-{uuid.uuid4().hex[:6]}", watch_interval_s=0.2)
+    await producer.start()  # does not raise: the service starts not-ready
+    try:
+        assert not producer.connected
+        assert not producer.usable
+        assert not await producer.probe()
+        with pytest.raises(ProducerUnavailable) as raised:
+            await producer.publish(b"x", "any-topic")
+        assert isinstance(raised.value, KafkaError)  # every retry path treats it as infra
+        assert producer.health.failing
+        assert producer.wedged_for == 0.0  # Kafka is not answering: down, not wedged
+    finally:
+        await producer.stop()
+
+
+async def test_a_producer_connects_once_kafka_answers(infra: Infra) -> None:
+    """The watchdog keeps trying: here the 'outage' ends when the address becomes right."""
+    producer = KafkaProducer("127.0.0.1:1", "test-late", watch_interval_s=0.2)
+    await producer.start()
+    try:
+        assert not producer.connected
+        producer._options["bootstrap_servers"] = infra.kafka_bootstrap_servers
+        assert await eventually(lambda: producer.connected, timeout_s=20)
+        assert not producer.health.failing
+    finally:
+        await producer.stop()
+
+
+async def _values(bootstrap: str, topic: str, count: int) -> list[bytes]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        values: list[bytes] = []
+        async with asyncio.timeout(10):
+            while len(values) < count:
+                batch = await consumer.getmany(timeout_ms=200)
+                values += [record.value for records in batch.values() for record in records]
+        return values
+    finally:
+        await consumer.stop()

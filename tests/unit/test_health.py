@@ -1,0 +1,95 @@
+"""Outage bookkeeping and log hygiene: an outage is logged once, a summary now and then, and
+once when it clears; repeated library lines are folded; tracebacks never carry messages."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from services.common.health import Dependency
+from shared.logs import RepeatFilter, ThrottledLog, safe_traceback
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_outage_is_logged_once_then_summarised_then_cleared() -> None:
+    clock = Clock()
+    kafka = Dependency("kafka", summary_every_s=10, clock=clock)
+    with capture_logs() as logs:
+        for _ in range(1_000):  # a thousand failed publishes within one second
+            kafka.failed(TimeoutError())
+        clock.now += 4
+        kafka.failed(TimeoutError())
+        clock.now += 7  # 11 s into the outage: one summary
+        kafka.failed(TimeoutError())
+        assert kafka.failing and kafka.failing_for == pytest.approx(11)
+        kafka.succeeded()
+        kafka.succeeded()
+    events = [entry["event"] for entry in logs]
+    assert events == [
+        "dependency.unavailable",
+        "dependency.still_unavailable",
+        "dependency.restored",
+    ]
+    assert logs[1]["failures_suppressed"] == 1_001
+    assert logs[2]["outage_s"] == pytest.approx(11)
+    assert not kafka.failing and kafka.failing_for == 0.0 and kafka.last_error == ""
+
+
+def test_throttled_log_fires_at_most_once_per_window() -> None:
+    clock = Clock()
+    with capture_logs() as logs:
+        throttled = ThrottledLog(structlog.get_logger(), "consume.retry", every_s=10, clock=clock)
+        for _second in range(30):
+            for _ in range(50):
+                throttled.warning(error="ConnectionError")
+            clock.now += 1
+    assert [entry["suppressed"] for entry in logs] == [0, 499, 499]
+
+
+def test_repeat_filter_folds_library_reconnect_lines() -> None:
+    clock = Clock()
+    repeat = RepeatFilter(window_s=10, clock=clock)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("aiokafka", logging.ERROR, __file__, 1, msg, ("n1",), None)
+
+    passed = []
+    for _second in range(25):
+        for _ in range(100):  # 100 reconnect attempts a second, as seen in the field
+            item = record("Unable connect to node with id %s")
+            if repeat.filter(item):
+                passed.append(item.getMessage())
+        other = record("Unable to update metadata from %s")
+        if repeat.filter(other):
+            passed.append(other.getMessage())
+        clock.now += 1
+    assert len(passed) == 6  # 3 windows x 2 templates
+    assert passed[0] == "Unable connect to node with id n1"
+    assert "[999 similar suppressed in 10 s]" in passed[2]
+
+
+def test_safe_traceback_keeps_frames_and_drops_messages() -> None:
+    secret = "call me on +14155550123 about my order"
+    try:
+        try:
+            {}[secret]
+        except KeyError as inner:
+            raise ValueError(secret) from inner
+    except ValueError as exc:
+        text = safe_traceback(exc)
+    assert secret not in text and "+1415" not in text
+    assert "builtins.ValueError (message withheld)" in text
+    assert "test_safe_traceback_keeps_frames_and_drops_messages" in text
+    assert "caused by KeyError" in text
