@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install browser run up down status test test-unit test-integration test-e2e lint fmt typecheck schemas bench lock clean
+.PHONY: help install browser run up down status test test-unit test-integration test-e2e test-resilience lint fmt typecheck schemas bench lock clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ browser: ## Debian's chromium for the browser test (installed when missing, as r
 	  echo "chromium is missing (apt-get install chromium): the browser test will fail"
 
 test: install browser ## every test tier against a real Kafka broker and Redis (provisioned if needed)
-	$(BIN)/pytest tests
+	deploy/local/test.sh
 
 test-unit: install ## pure logic only (no broker)
 	$(BIN)/pytest tests/unit
@@ -48,6 +48,9 @@ test-integration: install ## real Kafka + Redis, in-process services
 
 test-e2e: install browser ## services as real processes
 	$(BIN)/pytest tests/e2e
+
+test-resilience: install ## Kafka outage, Redis restart, worker kills under load (real processes)
+	$(BIN)/pytest tests/resilience
 
 lint: install ## ruff + mypy
 	$(BIN)/ruff check .

@@ -102,12 +102,12 @@ def configure_logging(
     for handler in logging.getLogger().handlers:
         handler.setFormatter(_SafeFormatter("%(levelname)s %(name)s %(message)s"))
     # Libraries are chatty at INFO (every rebalance, every request line); keep them at WARNING.
-    # While Kafka is down aiokafka logs every reconnect attempt at ERROR: once per window is
-    # enough to see the outage (the services log its start and end themselves).
-    for name in ("aiokafka", "faststream"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RepeatFilter) for f in logger.filters):
-            logger.addFilter(RepeatFilter())
+    # While Kafka is down aiokafka logs every reconnect, fetch and heartbeat attempt at ERROR:
+    # once per window is enough to see the outage (the services log its start and end).
+    # On the handlers: a logger's own filters never see its children's records.
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RepeatFilter) for f in handler.filters):
+            handler.addFilter(RepeatFilter(prefixes=("aiokafka", "faststream")))
     for noisy in (
         "aiokafka",
         "faststream",
@@ -130,17 +130,24 @@ class RepeatFilter(logging.Filter):
     """Lets the first record of each message template through, then at most one per
     `window_s`, annotated with how many were suppressed in between.
 
-    Attached to a logger (not a handler), so it sees that logger's own records only; each
-    library gets its own instance.
+    Only records of loggers under `prefixes` are folded (all, when empty); others pass.
     """
 
-    def __init__(self, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        window_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        prefixes: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
+        self._prefixes = prefixes
         self._window_s = window_s
         self._clock = clock
         self._seen: dict[tuple[str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if self._prefixes and not record.name.startswith(self._prefixes):
+            return True
         key = (record.name, str(record.msg))
         now = self._clock()
         last = self._seen.get(key)

@@ -93,3 +93,14 @@ def test_safe_traceback_keeps_frames_and_drops_messages() -> None:
     assert "builtins.ValueError (message withheld)" in text
     assert "test_safe_traceback_keeps_frames_and_drops_messages" in text
     assert "caused by KeyError" in text
+
+
+def test_repeat_filter_on_a_handler_folds_child_loggers_of_the_library_only() -> None:
+    clock = Clock()
+    repeat = RepeatFilter(window_s=10, clock=clock, prefixes=("aiokafka",))
+
+    def passes(name: str) -> bool:
+        return repeat.filter(logging.LogRecord(name, logging.ERROR, __file__, 1, "m", (), None))
+
+    assert [passes("aiokafka.consumer.fetcher") for _ in range(5)] == [True] + [False] * 4
+    assert all(passes("switchboard.app") for _ in range(5))
