@@ -37,6 +37,7 @@ from aiokafka.errors import (
     InvalidTxnState,
     KafkaConnectionError,
     KafkaError,
+    KafkaTimeoutError,
     OutOfOrderSequenceNumber,
     ProducerClosed,
     ProducerFenced,
@@ -97,12 +98,16 @@ class KafkaProducer:
         self._rebuild_after_s = rebuild_after_s
         self._watch_interval_s = watch_interval_s
         self._start_timeout_s = request_timeout_ms / 1000
+        # aiokafka fails a batch after request_timeout_ms in its buffer plus one request.
+        self._publish_timeout_s = 2 * request_timeout_ms / 1000 + 1
         self._producer: AIOKafkaProducer | None = None
         self._replace_lock = asyncio.Lock()
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
         self._replaced_at = 0.0
-        self._answering_since: float | None = None
+        # Replacements of a live producer since the last delivered publish (see wedged_for).
+        self._futile_replacements = 0
+        self._futile_since: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -157,25 +162,38 @@ class KafkaProducer:
             raise ProducerUnavailable("no working Kafka producer")
         encoded = [(name, text.encode()) for name, text in (headers or {}).items()]
         try:
-            delivery = await producer.send(topic, value, key=key, headers=encoded)
-            if no_confirm:
-                delivery.add_done_callback(self._observe)
-                return
-            await delivery
+            # Bounded: a send caught in a producer that is being replaced (closed under it)
+            # would otherwise wait forever on a metadata future nobody resolves.
+            async with asyncio.timeout(self._publish_timeout_s):
+                delivery = await producer.send(topic, value, key=key, headers=encoded)
+                if no_confirm:
+                    delivery.add_done_callback(self._observe)
+                    return
+                await delivery
+        except TimeoutError:
+            self.health.failed("KafkaTimeoutError")
+            raise KafkaTimeoutError(
+                f"no answer from Kafka in {self._publish_timeout_s:.0f} s"
+            ) from None
         except FATAL_PRODUCER_ERRORS as exc:
             self.health.failed(exc)
             await self._replace(producer, type(exc).__name__)
             raise
-        except (KafkaError, TimeoutError, OSError) as exc:
+        except (KafkaError, OSError) as exc:
             self.health.failed(exc)
             raise
+        self._delivered()
+
+    def _delivered(self) -> None:
         self.health.succeeded()
+        self._futile_replacements = 0
+        self._futile_since = None
 
     def _observe(self, delivery: asyncio.Future[object]) -> None:
         if delivery.cancelled():
             return
         if delivery.exception() is None:
-            self.health.succeeded()
+            self._delivered()
         else:
             self.health.failed(delivery.exception() or "unknown")
 
@@ -193,16 +211,13 @@ class KafkaProducer:
             elif _sender_dead(producer):
                 reason = "sender_died"
             elif not self.health.failing:
-                self._answering_since = None
                 backoff_s = self._watch_interval_s
                 continue
             elif not await self.probe():
-                self._answering_since = None
                 backoff_s = min(backoff_s * 2, 5.0)
                 continue
             else:
                 now = time.monotonic()
-                self._answering_since = self._answering_since or now
                 long_outage = self.health.failing_for >= self._rebuild_after_s
                 if not long_outage or now - self._replaced_at < self._rebuild_after_s:
                     backoff_s = self._watch_interval_s
@@ -217,10 +232,14 @@ class KafkaProducer:
 
     @property
     def wedged_for(self) -> float:
-        """Seconds the broker has answered probes while publishing still failed (0 if not)."""
-        if not self.health.failing or self._answering_since is None:
+        """Seconds since replacing the producer stopped helping (0 if it has not).
+
+        One replacement after an outage is normal. A second one with no publish delivered
+        in between, while the broker answers, means a new producer id does not cure it:
+        something a restart of the process might, so `/livez` reads this."""
+        if self._futile_since is None or self._futile_replacements < 2:
             return 0.0
-        return time.monotonic() - self._answering_since
+        return time.monotonic() - self._futile_since
 
     @property
     def usable(self) -> bool:
@@ -248,7 +267,9 @@ class KafkaProducer:
                 return False
             self._producer = fresh
             self._replaced_at = time.monotonic()
-            self._answering_since = None
+            if broken is not None:
+                self._futile_replacements += 1
+                self._futile_since = self._futile_since or self._replaced_at
             # A new producer reached the broker and got a producer id: count that as the
             # end of the outage, or an idle service would stay not-ready with no traffic
             # to prove otherwise. The next failed publish reopens it.

@@ -4,6 +4,7 @@ at start is survived, and its health is what readiness reads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
@@ -90,3 +91,39 @@ async def _values(bootstrap: str, topic: str, count: int) -> list[bytes]:
         return values
     finally:
         await consumer.stop()
+
+
+async def test_a_producer_that_replacing_does_not_cure_reports_a_wedge(
+    infra: Infra, namespace: str
+) -> None:
+    """Kafka answers, yet every publish fails (here: a topic that does not exist). One
+    replacement is the cure for stale sequences; a second futile one is a wedge for /livez."""
+    topic = f"{namespace}.not-created-yet"
+    producer = KafkaProducer(
+        infra.kafka_bootstrap_servers,
+        f"test-{namespace}",
+        request_timeout_ms=1_000,
+        rebuild_after_s=0.5,
+        watch_interval_s=0.1,
+    )
+    await producer.start()
+    try:
+        assert producer.wedged_for == 0.0
+        async with asyncio.timeout(30):
+            while producer.wedged_for == 0.0:
+                with contextlib.suppress(KafkaError):
+                    await producer.publish(b"x", topic)
+        assert producer.health.failing or producer.wedged_for > 0
+        assert await producer.probe()  # the broker answers all along: wedged, not down
+
+        await ensure_topics(infra.kafka_bootstrap_servers, [topic], 1)
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    await producer.publish(b"y", topic)
+                    break
+                except KafkaError:
+                    await asyncio.sleep(0.2)
+        assert producer.wedged_for == 0.0 and not producer.health.failing
+    finally:
+        await producer.stop()

@@ -104,3 +104,38 @@ def test_repeat_filter_on_a_handler_folds_child_loggers_of_the_library_only() ->
 
     assert [passes("aiokafka.consumer.fetcher") for _ in range(5)] == [True] + [False] * 4
     assert all(passes("switchboard.app") for _ in range(5))
+
+
+def test_livez_fails_only_past_the_wedge_limit_and_readyz_reports_each_check() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from services.common.http import health_router
+
+    wedged = {"s": 0.0}
+
+    async def kafka() -> bool:
+        return wedged["s"] == 0.0
+
+    async def broken() -> bool:
+        raise ConnectionError("redis down")
+
+    app = FastAPI()
+    app.include_router(
+        health_router(
+            "svc",
+            {"kafka": kafka, "redis": broken},
+            wedges={"kafka_publish": lambda: wedged["s"]},
+            wedged_after_s=60,
+        )
+    )
+    client = TestClient(app)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"] == {"kafka": True, "redis": False}
+    assert client.get("/livez").status_code == 200
+    wedged["s"] = 59.0
+    assert client.get("/livez").status_code == 200
+    wedged["s"] = 61.0
+    live = client.get("/livez")
+    assert live.status_code == 503 and live.json()["wedged_s"] == {"kafka_publish": 61.0}
