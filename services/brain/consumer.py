@@ -26,6 +26,7 @@ from prometheus_client import Gauge
 
 from services.brain.double_texting import DoubleTextingPolicy
 from services.brain.scheduler import PartitionScheduler, TurnHandler, Work
+from services.common.kafka_backoff import throttle_metadata_retries
 from shared.logs import get_logger
 
 log = get_logger("brain.consumer")
@@ -88,6 +89,7 @@ class KeyOrderedConsumer:
             max_poll_records=500,
         )
         self._consumer.subscribe([self._topic], listener=_Rebalance(self))
+        throttle_metadata_retries(self._consumer._client)
         try:
             await self._consumer.start()
         except BaseException:

@@ -46,6 +46,7 @@ from aiokafka.errors import (
 from prometheus_client import Counter
 
 from services.common.health import Dependency
+from services.common.kafka_backoff import throttle_metadata_retries
 from shared.logs import get_logger
 
 log = get_logger("kafka.producer")
@@ -258,6 +259,7 @@ class KafkaProducer:
                 log.warning("kafka.producer.replacing", reason=why)
                 await _close_quietly(broken, 2.0)
             fresh = AIOKafkaProducer(**self._options)
+            throttle_metadata_retries(fresh.client)
             try:
                 # start() bootstraps and then waits for a producer id; bound both.
                 await asyncio.wait_for(fresh.start(), self._start_timeout_s)

@@ -127,3 +127,50 @@ async def test_a_producer_that_replacing_does_not_cure_reports_a_wedge(
         assert producer.wedged_for == 0.0 and not producer.health.failing
     finally:
         await producer.stop()
+
+
+async def test_metadata_refreshes_back_off_when_no_broker_answers(infra: Infra) -> None:
+    """The busy loop behind the field's 100 % CPU: with the leader's broker unreachable,
+    aiokafka forces one metadata refresh after another with no pause. Throttled, a forced
+    refresh waits after each failure."""
+    from aiokafka import AIOKafkaClient
+    from aiokafka.cluster import BrokerMetadata
+
+    from services.common.kafka_backoff import throttle_metadata_retries
+
+    async def attempts_in(seconds: float, throttled: bool) -> int:
+        client = AIOKafkaClient(bootstrap_servers=infra.kafka_bootstrap_servers)
+        await client.bootstrap()
+        calls = 0
+        update = client._metadata_update
+
+        async def counting(*args: object) -> bool:
+            nonlocal calls
+            calls += 1
+            return bool(await update(*args))
+
+        client._metadata_update = counting
+        if throttled:
+            throttle_metadata_retries(client)
+        # The broker "goes away": every known broker now points at a closed port.
+        cluster = client.cluster
+        cluster._brokers = {
+            node: BrokerMetadata(node, "127.0.0.1", 1, None) for node in cluster._brokers
+        }
+        for conn in list(client._conns.values()):
+            conn.close()
+        client._conns.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                while True:  # what the sender does while a leader is unknown
+                    await client.force_metadata_update()
+        except TimeoutError:
+            pass
+        finally:
+            await client.close()
+        return calls
+
+    spinning = await attempts_in(1.5, throttled=False)
+    throttled = await attempts_in(1.5, throttled=True)
+    assert spinning > 50, spinning  # shows the loop is real, so the next line can fail
+    assert throttled <= 5, throttled

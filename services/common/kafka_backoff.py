@@ -1,0 +1,69 @@
+"""Backoff for aiokafka's metadata refreshes, which it retries in a tight loop.
+
+aiokafka has no `reconnect.backoff.ms`. When a partition's leader is unknown (a broker going
+down is exactly that), its producer's sender forces a metadata update, the update fails at
+once (connection refused), and the sender forces the next one immediately: a busy loop that
+burned a core and wrote ~17,000 "Unable connect to node" lines a second in the field. It
+depended on timing (only when the leader was lost, not just the connection), so some
+outages were quiet and some were not.
+
+`throttle_metadata_retries` wraps one client's metadata update so that after a failure the
+next attempt waits, exponentially longer up to `cap_s`, like Java's reconnect backoff; a
+success resets it. Only failed updates wait, so a healthy client is untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from prometheus_client import Counter
+
+METADATA_FAILURES = Counter(
+    "switchboard_kafka_metadata_failures_total", "Kafka metadata refreshes that reached no broker"
+)
+
+
+class MetadataBackoff:
+    """The delay before the next metadata attempt after `failures` failures in a row."""
+
+    def __init__(self, base_s: float = 0.25, cap_s: float = 5.0) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.failures = 0
+
+    def failed(self) -> float:
+        """Record a failure; return how long to wait before the next attempt."""
+        self.failures += 1
+        delay = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
+        return float(delay * random.uniform(0.8, 1.0))  # noqa: S311
+
+    def succeeded(self) -> None:
+        self.failures = 0
+
+
+def throttle_metadata_retries(
+    client: Any,
+    backoff: MetadataBackoff | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> MetadataBackoff:
+    """Make `client` (an `aiokafka.AIOKafkaClient`) wait after each failed metadata update.
+
+    The wait happens inside the update, so everything waiting on it (the sender, the
+    fetcher, `fetch_all_metadata`) waits too, instead of asking again at once."""
+    backoff = backoff or MetadataBackoff()
+    update = client._metadata_update  # aiokafka offers no hook; see the module docstring
+
+    async def _metadata_update_with_backoff(cluster_metadata: Any, topics: Any) -> bool:
+        updated = bool(await update(cluster_metadata, topics))
+        if updated:
+            backoff.succeeded()
+        else:
+            METADATA_FAILURES.inc()
+            await sleep(backoff.failed())
+        return updated
+
+    client._metadata_update = _metadata_update_with_backoff
+    return backoff
