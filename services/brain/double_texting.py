@@ -19,15 +19,68 @@ Voice in detail (`interrupts`, `supersedes`):
   partial transcript behind it is not enough: it is the start of the caller's *next*
   utterance, and the final one before it still deserves its answer. (The scheduler also
   drops such a partial's STOP, which would cut the very answer it predates.)
+
+Provider retries (Twilio resends a webhook with the same MessageSid; each copy is its own
+Kafka record) are not new texts: a `Turn` keeps one message per provider message id, and a
+copy of a text already in an SMS burst is absorbed into it without counting toward the cap
+or holding the window open. Copies of a message answered by an *earlier* turn cannot be
+recognised here; memory's processed record filters them under the conversation lock
+(`TurnProcessor.run`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.brain.calls import answered_whole, is_voice_answer
 from shared.contracts import Channel, InboundMessage, MessageKind
+
+
+def distinct(
+    messages: Iterable[InboundMessage],
+) -> tuple[list[InboundMessage], list[InboundMessage]]:
+    """Split `messages` into the first occurrence of each provider message (in order) and
+    the later copies of one of them (provider retries, redeliveries)."""
+    firsts: dict[str, InboundMessage] = {}
+    copies: list[InboundMessage] = []
+    for message in messages:
+        if message.dedupe_key in firsts:
+            copies.append(message)
+        else:
+            firsts[message.dedupe_key] = message
+    return list(firsts.values()), copies
+
+
+@dataclass
+class Turn:
+    """The unit of work: messages of one conversation answered together, in offset order.
+
+    Built from a scheduled batch, it keeps each provider message once (`messages`) and sets
+    the copies aside (`copies`): they are reported as deduplicated, never answered, joined
+    into the user text nor remembered.
+    """
+
+    messages: list[InboundMessage]
+    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
+    copies: list[InboundMessage] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.messages, self.copies = distinct(self.messages)
+
+    @property
+    def conversation_id(self) -> str:
+        return self.messages[0].conversation_id
+
+    @property
+    def first(self) -> InboundMessage:
+        return self.messages[0]
+
+    def interrupt(self) -> None:
+        """The caller spoke again or hung up (voice barge-in): stop answering this turn."""
+        self.interrupted.set()
 
 
 @dataclass(frozen=True)
@@ -51,6 +104,14 @@ class DoubleTextingPolicy:
             return False
         gap = (message.occurred_at - previous.occurred_at).total_seconds()
         return gap <= self.sms_collect_window_s
+
+    def absorbs(self, burst: Sequence[InboundMessage], message: InboundMessage) -> bool:
+        """Is `message` a copy of a text already in `burst` (a provider retry)?
+
+        It belongs to the burst wherever and whenever it arrives, and is no new text: it
+        neither counts toward `max_collected` nor keeps the window open.
+        """
+        return self.collects(message) and any(m.dedupe_key == message.dedupe_key for m in burst)
 
     def wait_s(self, last: InboundMessage, now: datetime | None = None) -> float:
         """How much longer a burst ending with `last` stays open for more texts."""

@@ -26,9 +26,8 @@ from itertools import islice
 
 from aiokafka import ConsumerRecord
 
-from services.brain.double_texting import DoubleTextingPolicy
+from services.brain.double_texting import DoubleTextingPolicy, Turn
 from services.brain.offsets import PartitionOffsets
-from services.brain.turns import Turn
 from services.common.consuming import PoisonEvent
 from shared.contracts import InboundMessage
 from shared.logs import get_logger
@@ -152,26 +151,32 @@ class PartitionScheduler:
                 self._moot_stops.add(work.record.offset)
 
     async def _next_batch(self, key: bytes | None, queue: deque[Work]) -> list[Work]:
-        """The head record, plus the SMS texts that join its burst (waiting for the window)."""
+        """The head record, plus the SMS texts that join its burst (waiting for the window).
+
+        Provider retries of a text already in the burst ride along (their offsets finish with
+        the turn, which keeps one copy: `Turn`), but they are no new text: they neither count
+        toward the cap nor move the window, which follows the latest *distinct* text.
+        """
         while True:
             batch = [queue[0]]
             head = batch[0].message
             if head is None or not self._policy.collects(head):
                 return batch
+            texts = [head]
             for work in islice(queue, 1, None):
-                last = batch[-1].message
+                if work.message is not None and self._policy.absorbs(texts, work.message):
+                    batch.append(work)
+                    continue
                 if (
                     work.message is None
-                    or last is None
-                    or len(batch) >= self._policy.max_collected
-                    or not self._policy.joins(last, work.message)
+                    or len(texts) >= self._policy.max_collected
+                    or not self._policy.joins(texts[-1], work.message)
                 ):
                     return batch  # the burst is closed by what follows it
                 batch.append(work)
-            last = batch[-1].message
-            assert last is not None
-            wait = self._policy.wait_s(last)
-            if wait <= 0 or len(batch) >= self._policy.max_collected:
+                texts.append(work.message)
+            wait = self._policy.wait_s(texts[-1])
+            if wait <= 0 or len(texts) >= self._policy.max_collected:
                 return batch
             arrived = self._arrived.setdefault(key, asyncio.Event())
             arrived.clear()

@@ -6,7 +6,8 @@ in quick succession are collected into one turn; see `services.brain.double_text
 1. Take the conversation lock; the same round trip reads memory and the messages'
    "processed" records.
 2. Messages already processed get their recorded replies republished (same `reply_id`s;
-   egress drops the duplicates) and nothing else happens for them.
+   egress drops the duplicates) and nothing else happens for them, even when the rest of
+   the turn is new. Copies of one provider message inside the turn count once (`Turn`).
 3. The rest are answered: engine (an apology if it fails), shaping for the channel. Voice
    streams sentence by sentence, so the caller hears the first sentence early, and a newer
    utterance can interrupt the answer (the turn records what was actually said). A voice
@@ -32,7 +33,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,7 @@ from services.brain.calls import (
     is_voice_answer,
     remembered_text,
 )
+from services.brain.double_texting import Turn as Turn  # re-exported: the unit of work
 from services.brain.engines.base import Engine, EngineError, EngineRequest
 from services.brain.hangup import MarkerFilter, strip_marker
 from services.brain.heard import heard_part
@@ -78,26 +80,6 @@ MODEL_SECONDS = Histogram("switchboard_brain_model_seconds", "Engine time per tu
 
 SYNC_DEADLINE_MARGIN_S = 0.3
 """Time kept back from a sync deadline for shaping, publishing and delivery."""
-
-
-@dataclass
-class Turn:
-    """The unit of work: messages of one conversation answered together, in offset order."""
-
-    messages: list[InboundMessage]
-    interrupted: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def conversation_id(self) -> str:
-        return self.messages[0].conversation_id
-
-    @property
-    def first(self) -> InboundMessage:
-        return self.messages[0]
-
-    def interrupt(self) -> None:
-        """The caller spoke again or hung up (voice barge-in): stop answering this turn."""
-        self.interrupted.set()
 
 
 @dataclass
@@ -151,7 +133,20 @@ class TurnProcessor:
         return await self.run(Turn([message]))
 
     async def run(self, turn: Turn) -> list[Reply]:
-        """Process one turn; returns the replies published (republished ones included)."""
+        """Process one turn; returns the replies published (republished ones included).
+
+        Copies in the turn (`Turn.copies`) were never part of it; they are reported as
+        deduplicated once the turn is durable, so a retried attempt does not report them twice.
+        """
+        replies = await self._run(turn)
+        for copy in turn.copies:
+            await self._ops.emit(Lifecycle.DEDUPED, reason="copy_in_turn", **_ids(copy))
+            TURNS.labels(copy.channel.value, "redelivered").inc()
+        return replies
+
+    async def _run(self, turn: Turn) -> list[Reply]:
+        # `turn.messages` holds each provider message once; those processed by an earlier
+        # turn are filtered out below, under the lock, even when the rest is new.
         messages = [m for m in turn.messages if _actionable(m)]
         if not messages:
             TURNS.labels(turn.first.channel.value, "ignored").inc()
@@ -212,7 +207,7 @@ class TurnProcessor:
             outcome = snapshot.processed.get(message.dedupe_key)
             if outcome is None:
                 continue
-            await self._ops.emit(Lifecycle.DEDUPED, **_ids(message))
+            await self._ops.emit(Lifecycle.DEDUPED, reason="already_processed", **_ids(message))
             TURNS.labels(message.channel.value, "redelivered").inc()
             for raw in json.loads(outcome).get("replies", []):
                 reply = Reply.model_validate(raw).model_copy(update={"fence": lease.token})

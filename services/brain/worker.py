@@ -16,9 +16,10 @@ from collections.abc import Sequence
 
 from aiokafka import ConsumerRecord
 
+from services.brain.double_texting import Turn
 from services.brain.locks import LockLost
 from services.brain.scheduler import Work
-from services.brain.turns import Turn, TurnProcessor
+from services.brain.turns import TurnProcessor
 from services.common.consuming import INFRASTRUCTURE_ERRORS, PoisonEvent, backoff_s, parse_event
 from services.common.deadletter import DeadLetterPublisher
 from shared.contracts import InboundMessage

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.brain.double_texting import DoubleTextingPolicy
+from services.brain.double_texting import DoubleTextingPolicy, distinct
+from services.brain.turns import Turn
 from shared.contracts import Channel, InboundMessage, MessageKind, ReplyMode, ReplyModeKind
 
 pytestmark = pytest.mark.unit
@@ -241,3 +242,62 @@ def test_non_voice_running_turns_are_never_interrupted(channel: Channel) -> None
     running = message(channel)
     assert not DoubleTextingPolicy.interrupts(running, message(Channel.VOICE, at=later(1)))
     assert not DoubleTextingPolicy.interrupts(running, message(channel, at=later(1)))
+
+
+# --- provider retries: one provider message is one text of its turn ------------------------
+
+
+def retry_of(original: InboundMessage, *, after_s: float = 0.3) -> InboundMessage:
+    """A provider retry as ingress publishes it: same message id, new event, its own time."""
+    return original.model_copy(
+        update={
+            "event_id": uuid.uuid4().hex,
+            "occurred_at": original.occurred_at + timedelta(seconds=after_s),
+        }
+    )
+
+
+def test_a_turn_keeps_each_provider_message_once_in_order() -> None:
+    first = message(Channel.SMS, text="change my address")
+    second = message(Channel.SMS, at=later(0.5), text="to 5 Elm Street")
+    copy_1, copy_2 = retry_of(first), retry_of(first, after_s=0.9)
+
+    turn = Turn([first, copy_1, second, copy_2])
+
+    assert turn.messages == [first, second]
+    assert turn.copies == [copy_1, copy_2]
+    assert turn.first is first
+
+
+def test_a_turn_without_copies_is_unchanged() -> None:
+    texts = [message(Channel.SMS, at=later(i * 0.1), text=f"text {i}") for i in range(3)]
+    turn = Turn(list(texts))
+    assert turn.messages == texts
+    assert turn.copies == []
+
+
+def test_the_same_provider_id_on_another_channel_is_not_a_copy() -> None:
+    sms = message(Channel.SMS, text="hi")
+    chat = sms.model_copy(update={"event_id": uuid.uuid4().hex, "channel": Channel.CHAT})
+    assert Turn([sms, chat]).messages == [sms, chat]
+
+
+def test_distinct_splits_copies_from_first_occurrences() -> None:
+    first = message(Channel.SMS, text="a")
+    copy = retry_of(first)
+    other = message(Channel.SMS, text="b")
+    assert distinct([copy, first, other, first]) == ([copy, other], [first, first])
+    assert distinct([]) == ([], [])
+
+
+def test_a_retry_of_a_text_in_the_burst_is_absorbed_not_joined() -> None:
+    first = message(Channel.SMS, text="a")
+    second = message(Channel.SMS, at=later(1.0), text="b")
+    late_copy = retry_of(first, after_s=30)  # a retry long after: still the same text
+    assert POLICY.absorbs([first, second], late_copy)
+    assert not POLICY.absorbs([first, second], message(Channel.SMS, at=later(1.1)))
+    # Only SMS texts are collected, so only they are absorbed into a burst.
+    chat = message(Channel.CHAT)
+    assert not POLICY.absorbs([chat], retry_of(chat))
+    off = DoubleTextingPolicy(sms_collect_window_s=0)
+    assert not off.absorbs([first], retry_of(first))

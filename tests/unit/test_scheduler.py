@@ -436,6 +436,82 @@ async def test_window_zero_never_collects(harness: Harness) -> None:
     assert handler.offsets_of() == [[0], [1], [2]]
 
 
+def retry(offset: int, key: bytes | None, original: Work, *, after_s: float = 0.05) -> Work:
+    """A provider retry of `original`'s message: same provider id, new event, later stamp."""
+    assert original.message is not None
+    copy = original.message.model_copy(
+        update={
+            "event_id": uuid.uuid4().hex,
+            "occurred_at": original.message.occurred_at + timedelta(seconds=after_s),
+        }
+    )
+    return work(offset, key, copy)
+
+
+async def test_provider_retries_inside_a_burst_are_one_text_of_its_one_turn(
+    harness: Harness,
+) -> None:
+    handler = FakeHandler(blocking=False)
+    sched = harness.scheduler(handler, window_s=0.2)
+    now = utcnow()
+    first = sms(0, A, "change my address", now)
+    sched.add(first)
+    sched.add(retry(1, A, first))
+    sched.add(sms(2, A, "to 5 Elm Street", now + timedelta(seconds=0.01)))
+    sched.add(retry(3, A, first, after_s=0.02))
+
+    await eventually(lambda: handler.returned)
+    assert handler.offsets_of() == [[0, 1, 2, 3]]  # every copy's offset finishes with the turn
+    turn = handler.calls[0].turn
+    assert turn is not None
+    assert [m.text for m in turn.messages] == ["change my address", "to 5 Elm Street"]
+    assert [m.event_id for m in turn.copies] == [
+        w.message.event_id for w in handler.calls[0].batch[1::2] if w.message
+    ]
+    assert sched.offsets.to_commit() == 4
+
+
+async def test_retries_do_not_count_toward_the_burst_cap(harness: Harness) -> None:
+    handler = FakeHandler(blocking=False)
+    sched = harness.scheduler(handler, window_s=0.2, max_collected=2)
+    t0 = utcnow() - timedelta(seconds=30)
+    first = sms(0, A, "a", t0)
+    sched.add(first)
+    sched.add(retry(1, A, first, after_s=0.01))
+    sched.add(retry(2, A, first, after_s=0.02))
+    sched.add(sms(3, A, "b", t0 + timedelta(seconds=0.03)))
+    sched.add(sms(4, A, "c", t0 + timedelta(seconds=0.04)))
+    await eventually(lambda: sched.offsets.to_commit() == 5)
+    assert handler.offsets_of() == [[0, 1, 2, 3], [4]]
+
+
+async def test_a_retry_does_not_hold_the_burst_open(harness: Harness) -> None:
+    handler = FakeHandler(blocking=False)
+    sched = harness.scheduler(handler, window_s=0.2)
+    t0 = utcnow() - timedelta(seconds=30)
+    first = sms(0, A, "a", t0)
+    sched.add(first)
+    sched.add(sms(1, A, "b", t0 + timedelta(seconds=0.1)))
+    sched.add(retry(2, A, first, after_s=0.19))  # stamped late by ingress: no new text
+    # 0.25 s after "b" (0.06 s after the retry): beyond the window, a new burst.
+    sched.add(sms(3, A, "c", t0 + timedelta(seconds=0.35)))
+    await eventually(lambda: sched.offsets.to_commit() == 4)
+    assert handler.offsets_of() == [[0, 1, 2], [3]]
+
+
+async def test_a_retry_after_the_burst_was_handled_is_a_turn_of_its_own(harness: Harness) -> None:
+    """The scheduler cannot know the earlier turn was answered: memory's processed record
+    filters it out under the lock (see `TurnProcessor.run`)."""
+    handler = FakeHandler(blocking=False)
+    sched = harness.scheduler(handler, window_s=0.05)
+    first = sms(0, A, "a", utcnow())
+    sched.add(first)
+    await eventually(lambda: sched.offsets.to_commit() == 1)
+    sched.add(retry(1, A, first))
+    await eventually(lambda: sched.offsets.to_commit() == 2)
+    assert handler.offsets_of() == [[0], [1]]
+
+
 # --- voice: interrupt ----------------------------------------------------------------------
 
 
