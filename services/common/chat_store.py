@@ -4,7 +4,9 @@
   refreshed by the holder's heartbeat).
 - `outbox:<session>`: replies not yet written to a socket, by `reply_id`. The record of
   truth: a reply stays here until a holder has sent it, so a closed browser gets it on
-  reconnect and a crashed ingress instance loses nothing.
+  reconnect and a crashed ingress instance loses nothing. Holders read it with `pending`
+  and remove only what they sent with `acknowledge`: a drain cut short by Redis going away
+  (the reply to a destructive read lost in a restart) sends a reply twice, never zero times.
 - `ledger:<reply_id>`: egress has accepted this reply once; a redelivered reply is dropped.
 
 Ordering argument (why no reply is stranded): egress writes the outbox *before* it reads the
@@ -140,10 +142,24 @@ class ChatStore:
         return PutResult(result)
 
     async def take_pending(self, session_id: str) -> list[PendingReply]:
-        """Remove and return every waiting reply, oldest first. Put back what you fail to send."""
+        """Remove and return every waiting reply, oldest first. Put back what you fail to send.
+
+        Ingress no longer drains with this: if Redis stops right after running it, the reply to
+        it is lost and the replies with it. Use `pending` + `acknowledge`."""
         flat = await self._take_all(keys=[self._key("outbox", session_id)])
         replies = [PendingReply.from_json(raw) for raw in flat[1::2]]
         return sorted(replies, key=lambda reply: (reply.created_ms, reply.reply_id))
+
+    async def pending(self, session_id: str) -> list[PendingReply]:
+        """Every waiting reply, oldest first, left in the outbox until `acknowledge`."""
+        raw = await self._redis.hvals(self._key("outbox", session_id))
+        replies = [PendingReply.from_json(str(item)) for item in raw]
+        return sorted(replies, key=lambda reply: (reply.created_ms, reply.reply_id))
+
+    async def acknowledge(self, session_id: str, reply_ids: list[str]) -> None:
+        """Remove replies that were written to the session's socket."""
+        if reply_ids:
+            await self._redis.hdel(self._key("outbox", session_id), *reply_ids)
 
     async def restore(self, session_id: str, replies: list[PendingReply]) -> None:
         """Put back replies that could not be sent (the socket closed mid-drain)."""

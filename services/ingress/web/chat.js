@@ -12,6 +12,12 @@
  * (persisted in localStorage) until the server acks it; the outbox is resent with
  * the same ids after every reconnect and the server dedupes. Replies are delivered
  * at least once, so reply_ids already shown are remembered and skipped.
+ *
+ * Retry policy (docs/web-chat.md): an `error` frame with code `unavailable` is the
+ * only one retried (same id, exponential backoff with jitter). Any other error code
+ * is permanent: the message leaves the outbox and is shown as failed (Retry is then
+ * the user's call). A message in flight when the socket dies abnormally three times
+ * is treated the same, so a frame that kills the socket cannot be resent forever.
  */
 (function () {
   'use strict';
@@ -47,6 +53,15 @@
   // Stop claiming "agent is typing" for a message nobody answered in this long.
   var TYPING_TIMEOUT_MS = 120000;
   var REFUSED_TOKEN_CLOSE_CODES = [4401, 4403];
+  // `unavailable` (Kafka or Redis briefly away): resend the same id after this backoff.
+  var RETRYABLE_ERROR_CODE = 'unavailable';
+  var UNAVAILABLE_RETRY_BASE_MS = 1000;
+  var UNAVAILABLE_RETRY_MAX_MS = 30000;
+  // A socket that closes abnormally this soon after a message was sent on it may have
+  // been killed by that message; after MAX_SUSPECT_CLOSES such deaths it is dropped.
+  var SUSPECT_CLOSE_WINDOW_MS = 10000;
+  var MAX_SUSPECT_CLOSES = 3;
+  var CLEAN_CLOSE_CODES = [1000, 1001, 4409]; // normal, server shutdown, replaced
 
   var STATUS_LABELS = {
     connecting: 'Connecting',
@@ -83,7 +98,10 @@
     pingTimer: null,
     lastFrameAt: 0,
     history: [], // [{kind:'user', id, text, state, answered, ts} | {kind:'agent', replyId, inReplyTo, text, ts}]
-    outbox: [], // [{id, text}] not yet acked by the server
+    outbox: [], // [{id, text, suspectCloses?}] not yet acked by the server
+    sentAt: new Map(), // client message id -> when it was last sent on the current socket
+    retries: new Map(), // client message id -> {attempt, timer} after an `unavailable` error
+    delayNoticeShown: false,
     shownReplies: [], // reply_ids already rendered, oldest first
     shownReplySet: new Set(),
     userBubbles: new Map(), // client message id -> element
@@ -327,6 +345,7 @@
     state.everOnline = true;
     state.openFailures = 0;
     state.lastFrameAt = Date.now();
+    state.delayNoticeShown = false;
     setStatus('online');
     startPing();
     flushOutbox();
@@ -335,6 +354,8 @@
   function handleSocketClosed(code) {
     var wasOpen = state.socketOpened;
     detachSocket();
+    if (wasOpen) countSuspectCloses(code);
+    clearRetryTimers(); // the reconnect flushes the whole outbox anyway
 
     if (wasOpen && REFUSED_TOKEN_CLOSE_CODES.indexOf(code) !== -1) {
       // The server refused our token after accepting the socket: get a new session.
@@ -433,8 +454,74 @@
 
   /** Resend every un-acked message with its original id; the server dedupes. */
   function flushOutbox() {
-    state.outbox.forEach(function (message) {
-      sendFrame({ type: 'message', id: message.id, text: message.text });
+    state.outbox.forEach(sendMessageFrame);
+  }
+
+  function sendMessageFrame(message) {
+    if (sendFrame({ type: 'message', id: message.id, text: message.text })) {
+      state.sentAt.set(message.id, Date.now());
+    }
+  }
+
+  function findOutboxMessage(id) {
+    for (var i = 0; i < state.outbox.length; i++) {
+      if (state.outbox[i].id === id) return state.outbox[i];
+    }
+    return null;
+  }
+
+  /**
+   * The server answers every frame it refuses with an error frame and keeps the
+   * socket open, so a socket dying right after a message was sent is suspicious:
+   * after MAX_SUSPECT_CLOSES of those, stop resending that message on reconnect.
+   */
+  function countSuspectCloses(code) {
+    var now = Date.now();
+    var doomed = [];
+    if (CLEAN_CLOSE_CODES.indexOf(code) === -1) {
+      state.outbox.forEach(function (message) {
+        var sentAt = state.sentAt.get(message.id);
+        if (sentAt === undefined || now - sentAt > SUSPECT_CLOSE_WINDOW_MS) return;
+        message.suspectCloses = (message.suspectCloses || 0) + 1;
+        if (message.suspectCloses >= MAX_SUSPECT_CLOSES) doomed.push(message.id);
+      });
+      saveOutbox();
+    }
+    state.sentAt.clear();
+    doomed.forEach(function (id) {
+      appendSystemLine('A message could not be delivered: the connection kept failing.');
+      markFailed(id);
+    });
+  }
+
+  /** `unavailable`: resend the same id later, backing off while the service recovers. */
+  function scheduleResend(id) {
+    if (!findOutboxMessage(id)) return;
+    var retry = state.retries.get(id) || { attempt: 0, timer: null };
+    if (retry.timer !== null) window.clearTimeout(retry.timer);
+    var exponential = Math.min(UNAVAILABLE_RETRY_MAX_MS, UNAVAILABLE_RETRY_BASE_MS * Math.pow(2, retry.attempt));
+    var delay = exponential * (0.75 + Math.random() * 0.5);
+    retry.attempt++;
+    retry.timer = window.setTimeout(function () {
+      retry.timer = null;
+      var message = findOutboxMessage(id);
+      if (message) sendMessageFrame(message);
+    }, delay);
+    state.retries.set(id, retry);
+  }
+
+  function forgetRetry(id) {
+    var retry = state.retries.get(id);
+    if (retry && retry.timer !== null) window.clearTimeout(retry.timer);
+    state.retries.delete(id);
+    state.sentAt.delete(id);
+  }
+
+  /** Stop pending resends but keep their attempt counts, so backoff carries over. */
+  function clearRetryTimers() {
+    state.retries.forEach(function (retry) {
+      if (retry.timer !== null) window.clearTimeout(retry.timer);
+      retry.timer = null;
     });
   }
 
@@ -480,6 +567,7 @@
   }
 
   function removeFromOutbox(id) {
+    forgetRetry(id);
     var before = state.outbox.length;
     state.outbox = state.outbox.filter(function (m) { return m.id !== id; });
     if (state.outbox.length !== before) saveOutbox();
@@ -538,10 +626,22 @@
   }
 
   function handleError(frame) {
-    var text = frame.message || frame.code || 'Something went wrong.';
-    if (frame.code && frame.message) text += ' (' + frame.code + ')';
+    var id = typeof frame.id === 'string' ? frame.id : null;
+    if (frame.code === RETRYABLE_ERROR_CODE) {
+      // Transient: the message stays in the outbox ("sending") and is resent later.
+      if (id) {
+        scheduleResend(id);
+      } else if (!state.delayNoticeShown) {
+        state.delayNoticeShown = true; // once per socket: the server retries by itself
+        appendSystemLine('The service is catching up; replies may be delayed.');
+      }
+      return;
+    }
+    // Every other code is permanent: resending the same frame would be refused again.
+    var text = typeof frame.message === 'string' && frame.message ? frame.message : 'Something went wrong.';
+    if (typeof frame.code === 'string' && frame.code) text += ' (' + frame.code + ')';
     appendSystemLine(text);
-    if (typeof frame.id === 'string') markFailed(frame.id);
+    if (id) markFailed(id);
   }
 
   function markFailed(id) {
@@ -580,10 +680,11 @@
     state.history.push(entry);
     saveHistory();
     // Queue before sending: if the tab dies right now, the reload resends it.
-    state.outbox.push({ id: entry.id, text: text });
+    var message = { id: entry.id, text: text };
+    state.outbox.push(message);
     saveOutbox();
     appendEntry(entry, true);
-    sendFrame({ type: 'message', id: entry.id, text: text });
+    sendMessageFrame(message);
     updateTypingIndicator();
   }
 
@@ -594,10 +695,11 @@
     entry.state = 'sending';
     entry.ts = Date.now();
     saveHistory();
-    state.outbox.push({ id: entry.id, text: entry.text });
+    var message = { id: entry.id, text: entry.text }; // a fresh start: no suspect closes
+    state.outbox.push(message);
     saveOutbox();
     updateUserBubble(entry);
-    sendFrame({ type: 'message', id: entry.id, text: entry.text });
+    sendMessageFrame(message);
     updateTypingIndicator();
   }
 
@@ -829,8 +931,31 @@
     counter.classList.toggle('is-over-limit', length > MAX_TEXT_LENGTH);
   }
 
+  /** Lone UTF-16 surrogates (from a broken paste) become U+FFFD; the server refuses them. */
+  function wellFormed(text) {
+    if (typeof text.toWellFormed === 'function') return text.toWellFormed();
+    var out = '';
+    for (var i = 0; i < text.length; i++) {
+      var code = text.charCodeAt(i);
+      if (code >= 0xD800 && code <= 0xDBFF) {
+        var next = text.charCodeAt(i + 1);
+        if (next >= 0xDC00 && next <= 0xDFFF) {
+          out += text[i] + text[i + 1];
+          i++;
+          continue;
+        }
+        out += '\uFFFD';
+      } else if (code >= 0xDC00 && code <= 0xDFFF) {
+        out += '\uFFFD';
+      } else {
+        out += text[i];
+      }
+    }
+    return out;
+  }
+
   function submitComposer() {
-    var text = els.input.value.trim();
+    var text = wellFormed(els.input.value).trim();
     if (!text) return;
     if (text.length > MAX_TEXT_LENGTH) {
       appendSystemLine('Messages are limited to ' + MAX_TEXT_LENGTH + ' characters.');
@@ -861,6 +986,9 @@
     state.session = null;
     state.history = [];
     state.outbox = [];
+    clearRetryTimers();
+    state.retries.clear();
+    state.sentAt.clear();
     state.shownReplies = [];
     state.shownReplySet = new Set();
     state.openFailures = 0;
@@ -912,6 +1040,7 @@
       status: state.status,
       sessionId: state.session ? state.session.session_id || null : null,
       pending: state.outbox.length,
+      failed: els.messages.querySelectorAll('.msg.user[data-state="failed"]').length,
       shown: els.messages.querySelectorAll('.msg.agent').length,
     };
   }

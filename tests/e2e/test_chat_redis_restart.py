@@ -1,0 +1,250 @@
+"""Web chat under load while Redis restarts: ingress, brain and egress as real processes
+against a private Redis (restarting the shared one would break other tests) and the shared
+Kafka broker.
+
+The restart is a real one: SIGTERM (Redis saves its data file), a pause with the port closed,
+then a start that spends a few seconds loading the file, answering `LOADING` to everything
+(redis-py `BusyLoadingError`). Meanwhile chat sessions keep talking like the page does: resend
+the same id after `unavailable`, and now and then reload (close the socket, open a new one),
+which runs the connect-time holder claim and outbox drain during the outage.
+
+Promises checked: no socket dies (every close is the client's own), ingress logs no
+"Exception in ASGI application", every acknowledged message is answered exactly once (one
+distinct reply id), and the inbox reader reports the outage once, not per retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
+from tests.e2e.conftest import stack_env
+from tests.support.chat import new_session
+from tests.support.infra import Infra
+from tests.support.private_redis import PrivateRedis
+from tests.support.processes import ServiceProcess, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+
+SESSIONS = 15
+TURN_PAUSE_S = (0.1, 0.4)
+RELOAD_EVERY = 3
+"""Every this many turns a session closes its socket and opens a new one (a page reload)."""
+BALLAST_KEYS = 6_000
+LOAD_DELAY_US = 500
+"""About 3 s of `LOADING` on start."""
+RETRY_S = (0.2, 2.0)
+"""The page's backoff after `unavailable` (shortened)."""
+
+
+@dataclass
+class Deployment:
+    redis: PrivateRedis
+    services: dict[str, ServiceProcess]
+
+    @property
+    def ingress(self) -> ServiceProcess:
+        return self.services["ingress"]
+
+
+@pytest.fixture
+def deployment(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Deployment]:
+    redis = PrivateRedis(load_delay_us=LOAD_DELAY_US).fresh()
+    redis.start()
+    model = FakeOpenAIServer(FakeModelConfig(api_key="test-key", latency_ms=50)).start()
+    private = Infra(infra.kafka_bootstrap_servers, redis.url, started=[])
+    env = stack_env(private, namespace, model)
+    services: dict[str, ServiceProcess] = {}
+    try:
+        services["ingress"] = ServiceProcess("ingress", env, tmp_path, port=free_port()).start()
+        for name in ("brain", "egress"):
+            services[name] = ServiceProcess(name, env, tmp_path).start()
+        yield Deployment(redis, services)
+    finally:
+        for process in services.values():
+            process.stop()
+        model.stop()
+        redis.stop()
+
+
+@dataclass
+class Session:
+    """One browser tab speaking the protocol like the page: outbox semantics, resend on
+    `unavailable`, reply de-duplication by `reply_id`."""
+
+    base_url: str
+    token: str
+    name: str
+    acked: set[str] = field(default_factory=set)
+    replies: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    unavailable: int = 0
+    connect_unavailable: int = 0
+    deaths: list[str] = field(default_factory=list)
+    _ws: Any = None
+    _reader: asyncio.Task[None] | None = None
+    _frames: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+
+    async def open(self) -> None:
+        url = self.base_url.replace("http://", "ws://") + f"/v1/chat/ws?token={self.token}"
+        self._ws = await websockets.connect(url)
+        self._reader = asyncio.create_task(self._read(self._ws))
+        assert (await self._next(lambda f: f["type"] == "ready", 30))["type"] == "ready"
+
+    async def close(self) -> None:
+        ws, reader = self._ws, self._reader
+        self._ws = self._reader = None
+        if ws is not None:
+            await ws.close()
+        if reader is not None:
+            await reader
+
+    async def _read(self, ws: Any) -> None:
+        try:
+            async for raw in ws:
+                frame = json.loads(raw)
+                if frame["type"] == "reply":
+                    self.replies[frame["in_reply_to"]].add(frame["reply_id"])
+                elif frame["type"] == "error" and frame["code"] == "unavailable":
+                    if "id" in frame:
+                        self.unavailable += 1
+                    else:
+                        self.connect_unavailable += 1
+                await self._frames.put(frame)
+        except websockets.ConnectionClosed as closed:
+            if ws is self._ws:  # not a close we started
+                self.deaths.append(f"{self.name}: {closed.rcvd!r}")
+        else:
+            if ws is self._ws:
+                self.deaths.append(f"{self.name}: server closed ({ws.close_code})")
+
+    async def _next(self, match: Any, timeout_s: float) -> dict[str, Any]:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                frame = await self._frames.get()
+                if match(frame):
+                    return frame
+
+    async def turn(self, message_id: str) -> None:
+        """Send until acked (resending the same id after `unavailable`), then await the reply."""
+        delay = RETRY_S[0]
+        while True:
+            await self._ws.send(json.dumps({"type": "message", "id": message_id, "text": "hi"}))
+            frame = await self._next(
+                lambda f: f.get("id") == message_id and f["type"] in ("ack", "error"), 60
+            )
+            if frame["type"] == "ack":
+                self.acked.add(message_id)
+                break
+            assert frame["code"] == "unavailable", frame
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_S[1])
+        deadline = time.monotonic() + 90
+        while message_id not in self.replies and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+
+async def talk(session: Session, stop: asyncio.Event) -> None:
+    await session.open()
+    turn = 0
+    while not stop.is_set() and not session.deaths:
+        turn += 1
+        await session.turn(f"{session.name}-m{turn}")
+        if turn % RELOAD_EVERY == 0:
+            await session.close()
+            await session.open()
+        await asyncio.sleep(random.uniform(*TURN_PAUSE_S))
+    await session.close()
+
+
+async def watch_loading(redis: PrivateRedis, seen: list[str], stop: asyncio.Event) -> None:
+    """Record what a Redis client sees during the restart (proof the window happened)."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(_ping, redis)
+            seen.append("ok")
+        except BusyLoadingError:
+            seen.append("loading")
+        except RedisConnectionError:
+            seen.append("down")
+        await asyncio.sleep(0.05)
+
+
+def _ping(redis: PrivateRedis) -> None:
+    with redis.client() as client:
+        client.ping()
+
+
+async def test_chat_survives_a_redis_restart_under_load(deployment: Deployment) -> None:
+    redis = deployment.redis
+    redis.add_ballast(BALLAST_KEYS)
+    base_url = deployment.ingress.url
+    sessions = [
+        Session(base_url, (await new_session(base_url))["token"], f"s{n}") for n in range(SESSIONS)
+    ]
+    stop_talking, stop_watching = asyncio.Event(), asyncio.Event()
+    talkers = [asyncio.create_task(talk(session, stop_talking)) for session in sessions]
+    seen: list[str] = []
+    watcher = asyncio.create_task(watch_loading(redis, seen, stop_watching))
+    try:
+        await asyncio.sleep(3)  # load is running
+        await asyncio.to_thread(redis.stop)
+        await asyncio.sleep(2)  # Redis down: connection refused
+        await asyncio.to_thread(redis.start, False)  # loading: BusyLoadingError
+        await asyncio.to_thread(redis.wait_loaded)
+        await asyncio.sleep(6)  # and back to normal under load
+    finally:
+        stop_talking.set()
+        results = await asyncio.gather(*talkers, return_exceptions=True)
+        stop_watching.set()
+        await watcher
+
+    log = deployment.ingress.log_path.read_text(errors="replace")
+    deaths = [death for session in sessions for death in session.deaths]
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert "loading" in seen and "down" in seen, f"no restart window observed: {set(seen)}"
+    assert not deaths, f"sockets died: {deaths}"
+    assert not errors, f"sessions failed: {errors!r}"
+    assert "Exception in ASGI application" not in log
+    assert "Traceback" not in log
+
+    # The outage reached the chat paths, and clients got `unavailable` instead of dead sockets.
+    unavailable = sum(s.unavailable + s.connect_unavailable for s in sessions)
+    assert unavailable > 0, "no chat request met the outage: the test proved nothing"
+
+    acked = {message_id for s in sessions for message_id in s.acked}
+    assert len(acked) >= SESSIONS * 3
+    for session in sessions:
+        unanswered = session.acked - session.replies.keys()
+        assert not unanswered, f"{session.name}: acked but never answered: {sorted(unanswered)}"
+        answered_twice = {m: r for m, r in session.replies.items() if len(r) != 1}
+        assert not answered_twice, f"{session.name}: answered more than once: {answered_twice}"
+        assert session.replies.keys() <= session.acked, "a reply for a message never acked"
+
+    # The inbox reader logs the outage once when it starts and once when it ends.
+    events = [_event(line) for line in log.splitlines()]
+    started = [e for e in events if e.get("event") == "inbox.read.unavailable"]
+    ended = [e for e in events if e.get("event") == "inbox.read.recovered"]
+    assert 1 <= len(started) <= 2, started
+    assert len(ended) == len(started), ended
+
+
+def _event(line: str) -> dict[str, Any]:
+    with contextlib.suppress(ValueError):
+        value = json.loads(line)
+        if isinstance(value, dict):
+            return value
+    return {}
