@@ -100,8 +100,14 @@ def event_headers(event: InboundMessage | Reply) -> dict[str, str]:
     }
 
 
-async def publish_event(producer: KafkaProducer, topic: str, event: InboundMessage | Reply) -> None:
-    """Publish a keyed pipeline event with the standard headers; returns once Kafka acked it.
+async def publish_event(
+    producer: KafkaProducer,
+    topic: str,
+    event: InboundMessage | Reply,
+    timeout_s: float | None = None,
+) -> None:
+    """Publish a keyed pipeline event with the standard headers; returns once Kafka acked it
+    (raises `KafkaTimeoutError` after `timeout_s`, see `KafkaProducer.publish`).
 
     The key is the conversation id (one conversation, one partition, one order).
     """
@@ -110,4 +116,5 @@ async def publish_event(producer: KafkaProducer, topic: str, event: InboundMessa
         topic,
         key=event.conversation_id.encode(),
         headers=event_headers(event),
+        timeout_s=timeout_s,
     )

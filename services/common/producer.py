@@ -154,9 +154,15 @@ class KafkaProducer:
         key: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         no_confirm: bool = False,
+        timeout_s: float | None = None,
     ) -> None:
         """Publish one record. Returns once Kafka acknowledged it (`acks=all`), or, with
-        `no_confirm`, once it is queued. Raises a `KafkaError` when it cannot be done."""
+        `no_confirm`, once it is queued. Raises a `KafkaError` when it cannot be done,
+        `KafkaTimeoutError` after `timeout_s` (default: twice the request timeout).
+
+        Give a caller's deadline here rather than cancelling the call from outside: a
+        timeout seen here counts as a failure for readiness and healing, a cancel does not."""
+        deadline_s = timeout_s if timeout_s is not None else self._publish_timeout_s
         producer = self._producer
         if producer is None or _sender_dead(producer):
             self.health.failed("ProducerUnavailable")
@@ -165,7 +171,7 @@ class KafkaProducer:
         try:
             # Bounded: a send caught in a producer that is being replaced (closed under it)
             # would otherwise wait forever on a metadata future nobody resolves.
-            async with asyncio.timeout(self._publish_timeout_s):
+            async with asyncio.timeout(deadline_s):
                 delivery = await producer.send(topic, value, key=key, headers=encoded)
                 if no_confirm:
                     delivery.add_done_callback(self._observe)

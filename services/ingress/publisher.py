@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from prometheus_client import Counter, Histogram
@@ -39,9 +38,7 @@ class InboundPublisher:
         """Return only once Kafka has the event (acks=all); raise `PublishFailed` otherwise."""
         started = time.perf_counter()
         try:
-            await asyncio.wait_for(
-                publish_event(self._producer, self._topic, message), self._timeout_s
-            )
+            await publish_event(self._producer, self._topic, message, self._timeout_s)
         except Exception as exc:
             await self._ops.emit(
                 Lifecycle.FAILED,

@@ -6,8 +6,6 @@ prompt. Egress delivers it like any SMS reply, deduplicated by its deterministic
 
 from __future__ import annotations
 
-import asyncio
-
 from services.common.kafka import publish_event
 from services.common.producer import KafkaProducer
 from services.ingress.publisher import PublishFailed
@@ -26,9 +24,8 @@ class KafkaReplyPublisher:
     async def __call__(self, reply: Reply) -> None:
         """Return only once Kafka has the reply; raise `PublishFailed` otherwise."""
         try:
-            await asyncio.wait_for(
-                publish_event(self._producer, self._topics.replies(reply.channel), reply),
-                self._timeout_s,
+            await publish_event(
+                self._producer, self._topics.replies(reply.channel), reply, self._timeout_s
             )
         except Exception as exc:
             # Only the type: the exception's text could quote the payload, and it holds the code.

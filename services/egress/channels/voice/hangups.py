@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.logs import get_logger
+from shared.logs import ThrottledLog, get_logger
 
 log = get_logger("egress.voice.hangups")
+_redis_unavailable = ThrottledLog(log, "egress.voice.hangups_unavailable")
 
 CLAIM_LEASE_MS = 30_000
 MAX_HANGUP_ATTEMPTS = 60
@@ -106,5 +107,6 @@ async def drain_forever(schedule: HangupSchedule, hang_up: HangUp, poll_s: float
                 failures.pop(call_id, None)
                 await schedule.done(call_id)
         except RedisError as exc:
-            log.warning("egress.voice.hangups_unavailable", error=type(exc).__name__)
+            # Polled every 100 ms: while Redis is down, one line per window, not ten a second.
+            _redis_unavailable.warning(error=type(exc).__name__)
         await asyncio.sleep(poll_s)
