@@ -29,7 +29,7 @@ from tests.support.infra import Infra
 from tests.support.kafka import read_topic
 from tests.support.processes import ServiceProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+pytestmark = [pytest.mark.resilience, pytest.mark.asyncio]
 
 SESSION_TIMEOUT_MS = 30_000
 RESUME_BOUND_S = 8.0

@@ -38,7 +38,7 @@ from tests.support.infra import Infra
 from tests.support.private_redis import PrivateRedis
 from tests.support.processes import ServiceProcess, free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.asyncio]
+pytestmark = [pytest.mark.resilience, pytest.mark.asyncio]
 
 SESSIONS = 15
 TURN_PAUSE_S = (0.1, 0.4)
