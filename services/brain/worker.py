@@ -23,9 +23,12 @@ from services.brain.turns import TurnProcessor
 from services.common.consuming import INFRASTRUCTURE_ERRORS, PoisonEvent, backoff_s, parse_event
 from services.common.deadletter import DeadLetterPublisher
 from shared.contracts import InboundMessage
-from shared.logs import get_logger
+from shared.logs import ThrottledLog, get_logger
 
 log = get_logger("brain.worker")
+# While Redis or Kafka is down every running turn retries: one line per window, not per try
+# (the outage itself is logged once, by the dependency that failed).
+_infrastructure_retry = ThrottledLog(log, "brain.turn.retry.infrastructure")
 
 
 def parse_work(record: ConsumerRecord) -> Work:
@@ -64,7 +67,7 @@ class TurnRunner:
             except LockLost:
                 log.info("brain.turn.retry.lock_lost", attempt=attempt)
             except INFRASTRUCTURE_ERRORS as exc:
-                log.warning("brain.turn.retry.infrastructure", error=type(exc).__name__)
+                _infrastructure_retry.warning(error=type(exc).__name__)
             except Exception as exc:
                 if attempt >= self._max_attempts:
                     log.exception("brain.turn.dead_letter", attempts=attempt)
