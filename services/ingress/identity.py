@@ -10,6 +10,7 @@ defaults. Rules and the linking flow: docs/identity.md.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import phonenumbers
 from redis.asyncio import Redis
@@ -19,10 +20,22 @@ from shared.contracts import Channel
 PHONE_CHANNELS = frozenset({Channel.SMS, Channel.VOICE})
 DEFAULT_REGION = "US"
 _MAX_RAW_PHONE = 64
+# A URI scheme: `whatsapp:`, `messenger:`, `sip:`... (`tel:` is a phone number's own scheme).
+_SCHEME = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]{0,31}):")
 
 
 class InvalidPhoneNumber(ValueError):
     """`raw` is not a phone number we can turn into E.164. The message says why, without it."""
+
+
+def is_other_channel_address(raw: str) -> bool:
+    """True for an address of another channel, such as Twilio's `whatsapp:+14155550100`.
+
+    libphonenumber reads the number out of it and drops the prefix, so without this check a
+    WhatsApp customer would be answered by SMS, on a channel they never used.
+    """
+    scheme = _SCHEME.match(raw)
+    return scheme is not None and scheme.group(1).lower() != "tel"
 
 
 def normalize_phone(raw: str, default_region: str, *, require_valid: bool = True) -> str:
@@ -34,6 +47,8 @@ def normalize_phone(raw: str, default_region: str, *, require_valid: bool = True
     """
     if len(raw) > _MAX_RAW_PHONE:
         raise InvalidPhoneNumber(f"a phone number has at most {_MAX_RAW_PHONE} characters")
+    if is_other_channel_address(raw):
+        raise InvalidPhoneNumber("not a phone number: an address of another channel")
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException:

@@ -153,7 +153,12 @@ async def test_repeated_and_unknown_fields_are_signed_and_accepted(twilio: Twili
 async def test_a_sender_that_is_not_a_phone_number_gets_400(twilio: Twilio) -> None:
     _, response = twilio.text("hi", sender="not-a-number")
     assert response.status_code == 400
-    assert "From" in response.json()["detail"]
+    assert response.json()["detail"]["error"] == "invalid_address"
+    assert response.json()["detail"]["field"] == "From"
+    # A WhatsApp sender is not answered by SMS to the bare number: this channel is SMS.
+    _, whatsapp = twilio.text("hi", sender=f"whatsapp:{CUSTOMER}")
+    assert whatsapp.status_code == 400
+    assert whatsapp.json()["detail"]["error"] == "unsupported_address"
     control, _ = twilio.text("control")
     events = await inbound_until(twilio, control)
     assert [e["text"] for e in events] == ["control"]

@@ -1,4 +1,5 @@
-"""Twilio webhook signatures, URL reconstruction, keywords and TwiML: pure logic."""
+"""Twilio webhook signatures, URL reconstruction, keywords, TwiML and the webhook field
+checks: pure logic."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ import hashlib
 import hmac
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.datastructures import ImmutableMultiDict
 
 from services.common.twilio import TwilioSignatures, parse_form, public_request_url
 from services.egress.channels.sms.output import SendPolicy
 from services.ingress.channels.sms.channel import EMPTY_TWIML, twiml
+from services.ingress.channels.sms.fields import (
+    FormError,
+    ascii_number,
+    inbound_sms,
+    sid,
+    status_callback,
+)
 from services.ingress.channels.sms.keywords import Keyword, classify
+from services.ingress.identity import normalize_phone
 
 pytestmark = pytest.mark.unit
 
@@ -179,3 +191,142 @@ def test_twilio_error_messages_lose_phone_numbers() -> None:
     assert "+14155550100" not in str(error) and "4155550100" not in error.message
     assert error.message == "The 'To' number <number> is not a valid phone number."
     assert "21211" in str(error)
+
+
+# --- webhook fields -------------------------------------------------------------------------
+
+
+def canonical(raw: str) -> str:
+    return normalize_phone(raw, "US", require_valid=False)
+
+
+def form(*pairs: tuple[str, str]) -> ImmutableMultiDict[str, str]:
+    return ImmutableMultiDict(pairs)
+
+
+INBOUND = (
+    ("MessageSid", "SM" + "a" * 32),
+    ("From", "+1 415-555-0123"),
+    ("Body", "hi"),
+    ("NumMedia", "2"),
+)
+
+
+def replaced(pairs: tuple[tuple[str, str], ...], name: str, value: str) -> list[tuple[str, str]]:
+    return [(k, value if k == name else v) for k, v in pairs]
+
+
+def refusal(fields: ImmutableMultiDict[str, str]) -> FormError:
+    with pytest.raises(FormError) as caught:
+        inbound_sms(fields, canonical)
+    return caught.value
+
+
+def test_a_good_inbound_form_is_read_and_normalized() -> None:
+    sms = inbound_sms(form(*INBOUND), canonical)
+    assert (sms.message_sid, sms.number, sms.body, sms.num_media) == (
+        "SM" + "a" * 32,
+        "+14155550123",
+        "hi",
+        2,
+    )
+
+
+@pytest.mark.parametrize(
+    "value", ["\u00b2", "\u0661\u0662", "\uff15", "1" * 5000, "-1", " 1", "1e3"]
+)
+def test_num_media_must_be_a_few_ascii_digits(value: str) -> None:
+    # "\u00b2".isdigit() is True and int() of it raises; 5,000 digits exceed CPython's limit.
+    error = refusal(form(*replaced(INBOUND, "NumMedia", value)))
+    assert (error.code, error.field) == ("invalid_field", "NumMedia")
+    assert value.strip() not in error.message
+
+
+def test_an_absent_or_empty_num_media_is_none() -> None:
+    without = [pair for pair in INBOUND if pair[0] != "NumMedia"]
+    assert inbound_sms(form(*without), canonical).num_media == 0
+    assert inbound_sms(form(*replaced(INBOUND, "NumMedia", "")), canonical).num_media == 0
+
+
+@pytest.mark.parametrize("value", ["x" * 100_000, "SM 123", "SM\u00e9", "SM-1", "SM\ufffd"])
+def test_sids_are_short_ascii_letters_and_digits(value: str) -> None:
+    error = refusal(form(*replaced(INBOUND, "MessageSid", value)))
+    assert (error.code, error.field) == ("invalid_field", "MessageSid")
+
+
+def test_a_bad_sid_under_the_older_name_is_refused_too() -> None:
+    error = refusal(form(*INBOUND, ("SmsMessageSid", "x" * 65)))
+    assert error.field == "SmsMessageSid"
+
+
+def test_a_message_needs_a_sid_and_a_sender() -> None:
+    assert refusal(form(*replaced(INBOUND, "MessageSid", ""))).code == "missing_field"
+    without_from = [pair for pair in INBOUND if pair[0] != "From"]
+    assert refusal(form(*without_from)).field == "From"
+
+
+@pytest.mark.parametrize(
+    ("sender", "code"),
+    [
+        ("whatsapp:+14155550123", "unsupported_address"),
+        ("WhatsApp:+14155550123", "unsupported_address"),
+        ("messenger:1234567890", "unsupported_address"),
+        (
+            "\uff0b\uff11\uff14\uff11\uff15\uff15\uff15\uff15\uff10\uff11\uff12\uff13",
+            "invalid_address",
+        ),
+        ("not-a-number", "invalid_address"),
+        ("+1" + "5" * 5000, "invalid_address"),
+    ],
+)
+def test_the_sender_must_be_an_sms_number(sender: str, code: str) -> None:
+    error = refusal(form(*replaced(INBOUND, "From", sender)))
+    assert (error.code, error.field) == (code, "From")
+    assert "14155550123" not in error.message
+
+
+def test_a_repeated_field_that_is_read_is_refused() -> None:
+    error = refusal(form(*INBOUND, ("From", "+14155550199")))
+    assert (error.code, error.field) == ("repeated_field", "From")
+    # Fields nobody reads may repeat (Twilio adds fields; the signature covers them all).
+    assert inbound_sms(form(*INBOUND, ("Extra", "a"), ("Extra", "b")), canonical)
+
+
+def test_status_callbacks_read_to_only_for_an_opt_out() -> None:
+    base = (("MessageSid", "SM" + "b" * 32), ("MessageStatus", "delivered"))
+    plain = status_callback(form(*base, ("To", "whatsapp:+1")), canonical)
+    assert (plain.status, plain.error_code, plain.opted_out) == ("delivered", None, None)
+    opted = status_callback(form(*base, ("ErrorCode", "21610"), ("To", "+14155550123")), canonical)
+    assert opted.opted_out == "+14155550123"
+    with pytest.raises(FormError) as caught:
+        status_callback(form(*base, ("ErrorCode", "21610"), ("To", "x" * 100_000)), canonical)
+    assert caught.value.field == "To"
+    with pytest.raises(FormError) as caught:
+        status_callback(form(*base, ("ErrorCode", "\u00b2\u00b9\u2076\u00b9\u2070")), canonical)
+    assert caught.value.field == "ErrorCode"
+    with pytest.raises(FormError) as caught:
+        status_callback(form(("MessageSid", "SM1")), canonical)
+    assert caught.value.field == "MessageStatus"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_ascii_number_either_returns_ascii_digits_or_refuses(value: str) -> None:
+    try:
+        number = ascii_number(form(("N", value)), "N", 2)
+    except FormError as error:
+        assert error.code in ("invalid_field", "repeated_field")
+        return
+    assert number is None or (number.isascii() and number.isdigit() and len(number) <= 2)
+    if number is not None:
+        int(number)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(st.characters(categories=["Cs", "L", "N", "P", "S", "Zs"])))
+def test_sid_either_returns_a_safe_id_or_refuses(value: str) -> None:
+    try:
+        found = sid(form(("S", value)), "S")
+    except FormError:
+        return
+    assert found is None or (found.isascii() and found.isalnum() and len(found) <= 64)

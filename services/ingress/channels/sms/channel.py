@@ -6,6 +6,9 @@ empty TwiML once Kafka has it. The answer goes out later through egress and the 
 a slow model never runs into Twilio's 15 s webhook timeout.
 
 `POST /v1/twilio/sms/status` records delivery states (forward only) and reports receipts.
+
+Both check the fields they read (`fields.py`) once the signature is verified: anything
+refused, a `whatsapp:` sender included, is a 400 with a machine-readable code.
 """
 
 from __future__ import annotations
@@ -23,14 +26,14 @@ from services.common.twilio import (
     INBOUND_PATH,
     SIGNATURE_HEADER,
     STATUS_PATH,
-    UNSUBSCRIBED,
     TwilioSettings,
     TwilioSignatures,
     parse_form,
     public_request_url,
 )
+from services.ingress.channels.sms.fields import FormError, inbound_sms, status_callback
 from services.ingress.channels.sms.keywords import Keyword, classify
-from services.ingress.identity import IdentityResolver, InvalidPhoneNumber
+from services.ingress.identity import IdentityResolver
 from services.ingress.publisher import InboundPublisher, PublishFailed
 from shared.contracts import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage, Lifecycle
 from shared.logs import get_logger
@@ -91,15 +94,11 @@ class SmsChannel:
     async def inbound(self, request: Request) -> Response:
         """Twilio's inbound message webhook."""
         form = await self._verified_form(request, "inbound")
-        message_sid = form.get("MessageSid") or form.get("SmsMessageSid")
-        sender = form.get("From")
-        body = form.get("Body", "")
-        if not message_sid or not sender:
-            raise self._bad_request("inbound", "MessageSid and From are required")
         try:
-            number = self._identity.canonical_address(Channel.SMS, sender)
-        except InvalidPhoneNumber as error:
-            raise self._bad_request("inbound", f"From: {error}") from None
+            sms = inbound_sms(form, self._canonical)
+        except FormError as error:
+            raise await self._refuse("inbound", error) from None
+        message_sid, number, body = sms.message_sid, sms.number, sms.body
 
         keyword = classify(body)
         if keyword is not None:
@@ -110,7 +109,7 @@ class SmsChannel:
             await self._observe(Lifecycle.REJECTED, message_sid, reason="opted_out")
             SMS_WEBHOOKS.labels("inbound", "opted_out").inc()
             return twiml()
-        text = _with_media_note(body, form.get("NumMedia", "0"))
+        text = _with_media_note(body, sms.num_media)
         if not text.strip():
             await self._observe(Lifecycle.REJECTED, message_sid, reason="empty_message")
             SMS_WEBHOOKS.labels("inbound", "empty").inc()
@@ -157,21 +156,21 @@ class SmsChannel:
     async def status_callback(self, request: Request) -> Response:
         """Twilio's message status callback: move the delivery state forward, report it."""
         form = await self._verified_form(request, "status")
-        message_sid = form.get("MessageSid") or form.get("SmsSid")
-        raw_status = form.get("MessageStatus") or form.get("SmsStatus")
-        if not message_sid or not raw_status:
-            raise self._bad_request("status", "MessageSid and MessageStatus are required")
-        state = delivery_status(raw_status)
+        try:
+            callback = status_callback(form, self._canonical)
+        except FormError as error:
+            raise await self._refuse("status", error) from None
+        message_sid, error_code = callback.message_sid, callback.error_code
+        state = delivery_status(callback.status)
         if state is None:  # e.g. `receiving`: not a state of a message we sent
             SMS_WEBHOOKS.labels("status", "ignored").inc()
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-        error_code = form.get("ErrorCode") or None
         moved, reply_id, conversation_id = await self._ledger.advance_status(
             message_sid, state, error_code
         )
         SMS_WEBHOOKS.labels("status", "moved" if moved else "stale").inc()
-        if error_code == str(UNSUBSCRIBED) and form.get("To"):
-            await self._consent.opt_out(form["To"], f"twilio:{UNSUBSCRIBED}")
+        if callback.opted_out:
+            await self._consent.opt_out(callback.opted_out, f"twilio:{error_code}")
         if moved and reply_id and conversation_id:
             await self._ops.receipt(
                 DeliveryReceipt(
@@ -197,7 +196,8 @@ class SmsChannel:
         try:
             form = parse_form(await request.body())
         except ValueError:
-            raise self._bad_request(kind, "the body is not form-encoded UTF-8") from None
+            error = FormError("bad_encoding", "the body is not form-encoded UTF-8", "body")
+            raise await self._refuse(kind, error) from None
         url = public_request_url(
             public_base_url=self._twilio.public_base_url,
             path=request.url.path,
@@ -209,20 +209,28 @@ class SmsChannel:
             SMS_WEBHOOKS.labels(kind, "bad_signature").inc()
             await self._ops.emit(Lifecycle.REJECTED, channel=Channel.SMS, reason="bad_signature")
             log.warning("ingress.sms.bad_signature", kind=kind, path=request.url.path)
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "invalid X-Twilio-Signature")
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                {"error": "bad_signature", "message": "invalid X-Twilio-Signature"},
+            )
         return form
 
-    def _bad_request(self, kind: str, detail: str) -> HTTPException:
+    def _canonical(self, number: str) -> str:
+        return self._identity.canonical_address(Channel.SMS, number)
+
+    async def _refuse(self, kind: str, error: FormError) -> HTTPException:
         SMS_WEBHOOKS.labels(kind, "bad_request").inc()
-        return HTTPException(status.HTTP_400_BAD_REQUEST, detail)
+        await self._ops.emit(Lifecycle.REJECTED, channel=Channel.SMS, reason=error.code)
+        # The field's name only: its value may be a number or a message.
+        log.info("ingress.sms.bad_request", kind=kind, error=error.code, field=error.field)
+        return HTTPException(status.HTTP_400_BAD_REQUEST, error.detail())
 
     async def _observe(self, step: Lifecycle, message_sid: str, reason: str) -> None:
         await self._ops.emit(step, channel=Channel.SMS, message_id=message_sid, reason=reason)
 
 
-def _with_media_note(body: str, num_media: str) -> str:
+def _with_media_note(body: str, count: int) -> str:
     """The text the brain sees: attachments are not read, but the model should know of them."""
-    count = int(num_media) if num_media.isdigit() else 0
     if count == 0:
         return body
     note = f"[the customer attached {count} file{'s' if count > 1 else ''}]"

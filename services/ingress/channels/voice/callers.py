@@ -4,30 +4,28 @@ Events arrive out of order and a transcript names only its `transcribe_id`, so e
 goes to the shared call registry first and to VoIPBin's API when the registry does not know
 yet (`GET /calls/{id}`, `GET /transcribes/{id}`), as providers.md §1.5 advises. Whatever the
 API tells us is written back, so each call costs at most one lookup of each kind.
+
+Webhook data arrives validated (`payloads.py`); what the API answers is checked here with the
+same models, so a surprising answer is an unknown call, not a crash.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from services.common.voice_calls import CallRecord, CallRegistry
 from services.common.voipbin import RetryPolicy, VoipbinClient, VoipbinError
+from services.ingress.channels.voice.payloads import CallData, PayloadError, SessionData, validated
 from services.ingress.identity import IdentityResolver
 
 LOOKUP_RETRY = RetryPolicy(max_attempts=2, base_s=0.1, cap_s=0.5, budget_s=2.0)
 """Lookups run while VoIPBin (or a caller) waits: retry once, briefly."""
 
+_Answer = TypeVar("_Answer", CallData, SessionData)
+
 
 class UnknownCall(Exception):
     """VoIPBin does not know the call or transcribe session (a business error, not a 5xx)."""
-
-
-def customer_address(call: dict[str, Any]) -> str:
-    """The customer's side of a call: the source of an incoming call, the destination of one
-    we placed (`switchboard voipbin call`)."""
-    side = "destination" if call.get("direction") == "outgoing" else "source"
-    address = call.get(side) or {}
-    return str(address.get("target") or "")
 
 
 class CallResolver:
@@ -40,15 +38,16 @@ class CallResolver:
         self._client = client
         self._identity = identity
 
-    async def record(self, call_id: str, call: dict[str, Any] | None = None) -> CallRecord:
-        """The call's record with its conversation; `call` is the event's call data, if any."""
+    async def record(self, call_id: str, customer: str | None = None) -> CallRecord:
+        """The call's record with its conversation; `customer` is the customer's address from
+        the event's call data (`CallData.customer`), if there was an event."""
         known = await self.registry.get(call_id)
         if known is not None and known.conversation_id:
             return known
-        if call is None:
+        if customer is None:
             call = await self._lookup(self._client.get_call, call_id)
-        target = customer_address(call)
-        caller, conversation_id = await self._identity.resolve_caller(target, call_id)
+            customer = self._checked(CallData, call).customer
+        caller, conversation_id = await self._identity.resolve_caller(customer, call_id)
         await self.registry.update(call_id, conversation_id=conversation_id, caller=caller)
         return CallRecord(
             call_id=call_id,
@@ -65,16 +64,23 @@ class CallResolver:
         if call_id:
             return call_id
         transcribe = await self._lookup(self._client.get_transcribe, transcribe_id)
-        if transcribe.get("reference_type") != "call" or not transcribe.get("reference_id"):
+        session = self._checked(SessionData, transcribe)
+        if session.reference_type != "call" or not session.reference_id:
             raise UnknownCall("the transcribe session does not belong to a call")
-        call_id = str(transcribe["reference_id"])
-        await self.registry.map_transcribe(transcribe_id, call_id)
-        return call_id
+        await self.registry.map_transcribe(transcribe_id, session.reference_id)
+        return session.reference_id
 
-    async def _lookup(self, get: Any, resource_id: str) -> dict[str, Any]:
+    async def _lookup(self, get: Any, resource_id: str) -> Any:
         try:
-            return dict(await get(resource_id, retry=LOOKUP_RETRY))
+            return await get(resource_id, retry=LOOKUP_RETRY)
         except VoipbinError as error:
             if error.retryable:
                 raise
             raise UnknownCall(f"VoIPBin lookup refused: {error.reason}") from None
+
+    @staticmethod
+    def _checked(model: type[_Answer], answer: Any) -> _Answer:
+        try:
+            return validated(model, answer, "answer")
+        except PayloadError as error:
+            raise UnknownCall(f"VoIPBin answered an unexpected {error.field or 'body'}") from None

@@ -4,6 +4,9 @@ Each request is `{"type": ..., "data": {...}}`, signed `X-VoIPBIN-Signature: sha
 over the raw body. VoIPBin sends each event from its own goroutine (no ordering) and retries
 up to 3 times on connection errors and 5xx, so this endpoint:
 - checks the signature first (401, nothing published, when it is wrong or missing);
+- refuses a body or a field it reads that is not what VoIPBin sends (wrong JSON type, too
+  long, lone surrogates, nested too deep: `payloads.py`) with 400 and a machine-readable code:
+  VoIPBin counts any 4xx as delivered, so a hostile event is not retried either;
 - answers 200 to everything it understands or chooses to ignore, and to business errors
   (an unknown call): a 5xx would only bring the same event back;
 - answers 503 only when Kafka, Redis or VoIPBin's API is unavailable, so a retry can help;
@@ -20,7 +23,6 @@ What each event becomes (`InboundMessage`, keyed by the caller's conversation):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +41,15 @@ from services.common.voipbin import (
     signature_is_valid,
 )
 from services.ingress.channels.voice.callers import CallResolver, UnknownCall
+from services.ingress.channels.voice.payloads import (
+    CallData,
+    EventData,
+    PayloadError,
+    SessionData,
+    SpeechData,
+    parse_envelope,
+    validated,
+)
 from services.ingress.publisher import InboundPublisher, PublishFailed
 from shared.contracts import Channel, InboundMessage, Lifecycle, MessageKind
 from shared.logs import get_logger
@@ -52,13 +63,8 @@ BARGE_IN_WINDOW_MS = 1000
 """Speech events come several per second while someone talks; one stop signal is enough."""
 MAX_TRANSCRIPT = 8000
 
-Handler = Callable[[dict[str, Any]], Awaitable[str]]
-
-
-def dedupe_key(event_type: str, data: dict[str, Any]) -> str:
-    """What makes two deliveries the same event: type, resource id, and its state."""
-    version = data.get("status") or data.get("tm_update") or ""
-    return f"{event_type}:{data.get('id', '')}:{version}"
+# Each handler takes the `data` model registered with it (a subclass of `EventData`).
+Handler = Callable[[Any], Awaitable[str]]
 
 
 class VoipbinEvents:
@@ -78,16 +84,16 @@ class VoipbinEvents:
         self._registry = resolver.registry
         self._publisher = publisher
         self._ops = ops
-        self._handlers: dict[str, Handler] = {
-            "call_progressing": self._call_progressing,
-            "call_hangup": self._call_hangup,
-            "transcript_created": self._transcript,
-            "transcribe_speech_started": self._speech,
-            "transcribe_speech_interim": self._speech,
-            "transcribe_created": self._transcribe,
-            "transcribe_progressing": self._transcribe,
-            "speaking_started": self._speaking,
-            "speaking_stopped": self._speaking,
+        self._handlers: dict[str, tuple[type[EventData], Handler]] = {
+            "call_progressing": (CallData, self._call_progressing),
+            "call_hangup": (CallData, self._call_hangup),
+            "transcript_created": (SpeechData, self._transcript),
+            "transcribe_speech_started": (SpeechData, self._speech),
+            "transcribe_speech_interim": (SpeechData, self._speech),
+            "transcribe_created": (SessionData, self._transcribe),
+            "transcribe_progressing": (SessionData, self._transcribe),
+            "speaking_started": (SessionData, self._speaking),
+            "speaking_stopped": (SessionData, self._speaking),
         }
 
     def router(self) -> APIRouter:
@@ -99,12 +105,17 @@ class VoipbinEvents:
         """One webhook delivery."""
         body = await request.body()
         await self._verify(body, request.headers.get(SIGNATURE_HEADER))
-        event_type, data = self._parse(body)
-        handler = self._handlers.get(event_type)
-        if handler is None:
-            VOICE_EVENTS.labels("other", "ignored").inc()
-            return _ok("ignored")
-        key = dedupe_key(event_type, data)
+        try:
+            event_type, raw_data = parse_envelope(body)
+            entry = self._handlers.get(event_type)
+            if entry is None:
+                VOICE_EVENTS.labels("other", "ignored").inc()
+                return _ok("ignored")
+            model, handler = entry
+            data = validated(model, raw_data, "data")
+        except PayloadError as error:
+            raise await self._refuse(error) from None
+        key = data.dedupe_key(event_type)
         try:
             if await self._registry.seen_event(key):
                 VOICE_EVENTS.labels(event_type, "duplicate").inc()
@@ -134,62 +145,58 @@ class VoipbinEvents:
             VOICE_EVENTS.labels("any", "bad_signature").inc()
             await self._ops.emit(Lifecycle.REJECTED, channel=Channel.VOICE, reason="bad_signature")
             log.warning("ingress.voice.bad_signature", signed=signature is not None)
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid X-VoIPBIN-Signature")
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                {"error": "bad_signature", "message": "invalid X-VoIPBIN-Signature"},
+            )
 
-    @staticmethod
-    def _parse(body: bytes) -> tuple[str, dict[str, Any]]:
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "the body is not JSON") from None
-        if not isinstance(payload, dict):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, 'expected {"type", "data"}')
-        event_type, data = payload.get("type"), payload.get("data")
-        if not isinstance(event_type, str) or not isinstance(data, dict):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, 'expected {"type", "data"}')
-        return event_type, data
+    async def _refuse(self, error: PayloadError) -> HTTPException:
+        VOICE_EVENTS.labels("any", "bad_request").inc()
+        await self._ops.emit(Lifecycle.REJECTED, channel=Channel.VOICE, reason=error.code)
+        # The field's name only: its value is the sender's (and may be a caller's words).
+        log.info("ingress.voice.bad_request", error=error.code, field=error.field)
+        return HTTPException(status.HTTP_400_BAD_REQUEST, error.detail())
 
     # -- handlers: each returns the outcome label ----------------------------------------
 
-    async def _call_progressing(self, call: dict[str, Any]) -> str:
-        call_id = _required(call, "id")
-        record = await self._resolver.record(call_id, call)
+    async def _call_progressing(self, call: CallData) -> str:
+        call_id = call.id
+        record = await self._resolver.record(call_id, call.customer)
         await self._publish(
             MessageKind.CALL_STARTED, call_id, record.conversation_id, f"{call_id}:progressing"
         )
         return "call_started"
 
-    async def _call_hangup(self, call: dict[str, Any]) -> str:
-        call_id = _required(call, "id")
-        record = await self._resolver.record(call_id, call)
+    async def _call_hangup(self, call: CallData) -> str:
+        call_id = call.id
+        record = await self._resolver.record(call_id, call.customer)
         await self._registry.mark_ended(call_id)
         await self._publish(
             MessageKind.CALL_ENDED, call_id, record.conversation_id, f"{call_id}:hangup"
         )
         return "call_ended"
 
-    async def _transcript(self, transcript: dict[str, Any]) -> str:
-        text = str(transcript.get("message") or "").strip()
-        if transcript.get("direction") != "in" or not text:
+    async def _transcript(self, transcript: SpeechData) -> str:
+        text = (transcript.message or "").strip()
+        if transcript.direction != "in" or not text:
             return "ignored"  # our own speech ("out"), or silence
-        call_id = await self._resolver.call_of_transcribe(_required(transcript, "transcribe_id"))
+        call_id = await self._resolver.call_of_transcribe(transcript.transcribe_id)
         record = await self._resolver.record(call_id)
         if record.ended:
             return "call_over"
-        transcript_id = _required(transcript, "id")
         await self._publish(
             MessageKind.TEXT,
             call_id,
             record.conversation_id,
-            f"transcript:{transcript_id}",
+            f"transcript:{transcript.id}",
             text[:MAX_TRANSCRIPT],
         )
         return "turn"
 
-    async def _speech(self, speech: dict[str, Any]) -> str:
-        if speech.get("direction", "in") != "in":
+    async def _speech(self, speech: SpeechData) -> str:
+        if (speech.direction or "in") != "in":
             return "ignored"
-        call_id = await self._resolver.call_of_transcribe(_required(speech, "transcribe_id"))
+        call_id = await self._resolver.call_of_transcribe(speech.transcribe_id)
         record = await self._resolver.record(call_id)
         if record.ended:
             return "call_over"
@@ -199,19 +206,17 @@ class VoipbinEvents:
             MessageKind.PARTIAL_TRANSCRIPT,
             call_id,
             record.conversation_id,
-            f"speech:{_required(speech, 'id')}",
-            str(speech.get("message") or "")[:MAX_TRANSCRIPT],
+            f"speech:{speech.id}",
+            (speech.message or "")[:MAX_TRANSCRIPT],
         )
         return "barge_in"
 
-    async def _transcribe(self, transcribe: dict[str, Any]) -> str:
-        if transcribe.get("reference_type") == "call" and transcribe.get("reference_id"):
-            await self._registry.map_transcribe(
-                _required(transcribe, "id"), str(transcribe["reference_id"])
-            )
+    async def _transcribe(self, transcribe: SessionData) -> str:
+        if transcribe.reference_type == "call" and transcribe.reference_id:
+            await self._registry.map_transcribe(transcribe.id, transcribe.reference_id)
         return "mapped"
 
-    async def _speaking(self, speaking: dict[str, Any]) -> str:
+    async def _speaking(self, speaking: SessionData) -> str:
         # Egress records the session it created; the events only tell us it is live.
         return "noted"
 
@@ -240,13 +245,6 @@ class VoipbinEvents:
             traceparent=message.trace.traceparent if message.trace else None,
         )
         await self._publisher.publish(message)
-
-
-def _required(data: dict[str, Any], field: str) -> str:
-    value = data.get(field)
-    if not value:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"data.{field} is required")
-    return str(value)
 
 
 def _ok(outcome: str) -> JSONResponse:

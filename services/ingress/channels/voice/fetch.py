@@ -3,8 +3,9 @@
 VoIPBin sends `{"activeflow_id", "reference_id"}` (for a call, `reference_id` is the call id),
 unsigned, and waits, with no timeout of its own, for HTTP 200 and a bare JSON array of
 actions; anything else stops the call's flow. So the path carries an unguessable token (a
-wrong one gets 404) and every other outcome is a 200 with valid actions within
-`deadline_s`:
+wrong one gets 404), a request VoIPBin would never send (a body that is not a JSON object, a
+`reference_id` that is no id: `payloads.py`) gets 400, and every other outcome is a 200 with
+valid actions within `deadline_s`:
 
 - the call's first fetch asks the brain to greet the caller (GREETING, reply mode SYNC): the
   request is held while the brain answers and egress formats the answer as actions and rings
@@ -30,7 +31,6 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
@@ -41,6 +41,7 @@ from services.common.ops import OpsEmitter
 from services.common.voice_calls import CALL_TTL_S, FetchClaims, FetchOutcome
 from services.common.voipbin import FETCH_PATH, fetch_url
 from services.ingress.channels.voice.callers import CallResolver
+from services.ingress.channels.voice.payloads import PayloadError, parse_fetch
 from services.ingress.publisher import InboundPublisher, PublishFailed
 from shared.contracts import (
     Channel,
@@ -115,14 +116,25 @@ class VoipbinFetch:
             await self._ops.emit(
                 Lifecycle.REJECTED, channel=Channel.VOICE, reason="bad_fetch_token"
             )
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, {"error": "not_found", "message": "Not Found"}
+            )
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._deadline_s
         round_no = _round(request.query_params.get("n"))
         try:
+            call_id = parse_fetch(await request.body(), request.query_params).reference_id or ""
+        except PayloadError as error:
+            # Outside the fallback below: a request VoIPBin never sends is refused, not played.
+            FETCHES.labels("bad_request").inc()
+            await self._ops.emit(Lifecycle.REJECTED, channel=Channel.VOICE, reason=error.code)
+            log.info("ingress.voice.fetch.bad_request", error=error.code, field=error.field)
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail()) from None
+        digits = request.query_params.get("digits", "").strip()
+        try:
             async with asyncio.timeout(self._deadline_s - CLAIM_MARGIN_S / 2):
-                answer, outcome = await self._answer(request, round_no, deadline)
+                answer, outcome = await self._answer(call_id, digits, round_no, deadline)
         except Exception as exc:  # whatever happens, VoIPBin gets valid actions in time
             log.warning("ingress.voice.fetch.failed", error=type(exc).__name__)
             # Keep the caller on the line: the next round may find the system well again.
@@ -149,13 +161,10 @@ class VoipbinFetch:
     # -- steps ---------------------------------------------------------------------------
 
     async def _answer(
-        self, request: Request, round_no: int, deadline: float
+        self, call_id: str, digits: str, round_no: int, deadline: float
     ) -> tuple[list[actions.Action], str]:
-        body = await _fetch_body(request)
-        call_id = str(body.get("reference_id") or "")
         if not call_id:
             return [actions.talk(SORRY_TEXT, self._language), actions.hangup()], "no_call"
-        digits = request.query_params.get("digits", "").strip()
         record = await self._resolver.record(call_id)
         if record.ended:
             return [actions.hangup()], "call_over"
@@ -280,23 +289,13 @@ class VoipbinFetch:
         await self._publisher.publish(message)
 
 
-async def _fetch_body(request: Request) -> dict[str, Any]:
-    """`{"activeflow_id", "reference_id"}` from the JSON body (VoIPBin sends one with GET
-    too), or from the query string when a GET came without one."""
-    raw = await request.body()
-    if raw.strip():
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            return body
-    return dict(request.query_params)
-
-
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
 def _round(value: str | None) -> int:
-    return int(value) if value and value.isdigit() and len(value) < 9 else 0
+    """The round number we wrote into the next fetch URL; anything else is round 0.
+    `isascii()`: `str.isdigit` is true for "²" and other digits `int` cannot read."""
+    if value and value.isascii() and value.isdigit() and len(value) < 9:
+        return int(value)
+    return 0
