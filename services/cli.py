@@ -40,6 +40,9 @@ def _serve(build: Callable[[], tuple[Any, BaseServiceSettings]], args: argparse.
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=5,
+        # Chat frames are limited to 64 KB by the protocol; a bigger one is closed with 1009
+        # by the server instead of being buffered whole first (the default allows 16 MB).
+        ws_max_size=256 * 1024,
         ws_ping_interval=20,
         ws_ping_timeout=20,
     )

@@ -43,6 +43,7 @@ from shared.logs import get_logger
 log = get_logger("ingress")
 
 WEB_DIR = Path(__file__).parent / "web"
+MAX_BODY_BYTES = 256 * 1024
 
 
 def create_app(settings: IngressSettings | None = None) -> FastAPI:
@@ -143,7 +144,9 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
             await inbox_redis.aclose()
             log.info("ingress.stopped", instance_id=settings.instance_id)
 
-    app = FastAPI(title="Switchboard ingress", lifespan=lifespan)
+    # No provider sends more than a few KB: a bigger body is refused (413) before any handler
+    # reads it, so nobody can make ingress buffer megabytes per request.
+    app = FastAPI(title="Switchboard ingress", lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
     install_dependency_error_handlers(app, PublishFailed)
     app.state.settings = settings
     app.state.chat = chat

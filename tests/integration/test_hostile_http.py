@@ -551,6 +551,17 @@ def test_hostile_bodies_are_refused_never_a_5xx(
 
 
 @integration
+@pytest.mark.parametrize("key", list(ROUTES), ids=lambda key: f"{key[0]} {key[1]}")
+def test_an_oversized_body_is_refused_with_413_before_any_handler(
+    harness: Harness, key: tuple[str, str], logs: Logs
+) -> None:
+    method, _ = key
+    response = ROUTES[key].send(harness, method, b"x" * (300 * 1024))
+    assert response.status_code == 413, response.text
+    logs.assert_clean()
+
+
+@integration
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_hostile_fetch_queries_are_never_a_5xx(harness: Harness, method: str, logs: Logs) -> None:
     fields = {"reference_id": FormField("sid")}

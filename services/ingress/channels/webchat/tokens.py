@@ -58,7 +58,7 @@ class TokenSigner:
         if not hmac.compare_digest(self._sign(payload), signature):
             return None
         _, session_id, expiry = [*payload.split("."), "", ""][:3]
-        if not _SESSION_ID.match(session_id) or not expiry.isdigit():
+        if not _SESSION_ID.match(session_id) or not (expiry.isascii() and expiry.isdigit()):
             return None
         if int(expiry) <= (time.time() if now is None else now):
             return None
