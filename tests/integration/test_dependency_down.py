@@ -104,4 +104,3 @@ def test_redis_down_webhook_gets_503_not_500(redis_down: TestClient) -> None:
     assert response.headers["retry-after"]  # type: ignore[attr-defined]
     ready = redis_down.get("/readyz")
     assert ready.status_code == 503 and ready.json()["checks"]["redis"] is False
-
