@@ -19,7 +19,7 @@ from services.brain.shaping import ShapingRules
 from services.brain.turns import ReplySink, TurnProcessor
 from services.brain.worker import TurnRunner, parse_work
 from services.common.deadletter import DeadLetterPublisher
-from services.common.http import health_router, infrastructure_checks
+from services.common.http import service_health_router
 from services.common.kafka import ensure_topics_eventually, publish_event, retry_until_done
 from services.common.ops import OpsEmitter
 from services.common.producer import KafkaProducer
@@ -134,11 +134,8 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
 
     app = FastAPI(title="Switchboard brain", lifespan=lifespan)
     app.include_router(
-        health_router(
-            "brain",
-            {**infrastructure_checks(producer, redis), "consumer": consuming},
-            wedges={"kafka_publish": lambda: producer.wedged_for},
-            wedged_after_s=settings.wedged_after_s,
+        service_health_router(
+            "brain", producer, redis, settings.wedged_after_s, {"consumer": consuming}
         )
     )
     return app

@@ -84,3 +84,20 @@ def infrastructure_checks(producer: KafkaProducer, redis: Redis) -> dict[str, Re
         return bool(await redis.ping())
 
     return {"kafka": kafka, "redis": redis_ping}
+
+
+def service_health_router(
+    service: str,
+    producer: KafkaProducer,
+    redis: Redis,
+    wedged_after_s: float,
+    extra_checks: dict[str, ReadinessCheck] | None = None,
+) -> APIRouter:
+    """The health endpoints of a service built on one `KafkaProducer` and one Redis:
+    readiness from both (plus `extra_checks`), liveness from the producer's wedge gauge."""
+    return health_router(
+        service,
+        {**infrastructure_checks(producer, redis), **(extra_checks or {})},
+        wedges={"kafka_publish": lambda: producer.wedged_for},
+        wedged_after_s=wedged_after_s,
+    )

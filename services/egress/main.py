@@ -17,7 +17,7 @@ from prometheus_client import Counter
 from services.common.chat_store import ChatStore
 from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
-from services.common.http import health_router, infrastructure_checks
+from services.common.http import service_health_router
 from services.common.inbox import InboxWriter
 from services.common.kafka import ensure_topics_eventually, make_broker, retry_until_done
 from services.common.ops import OpsEmitter
@@ -142,11 +142,8 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Switchboard egress", lifespan=lifespan)
     app.include_router(
-        health_router(
-            "egress",
-            {**infrastructure_checks(producer, redis), "consumer": consuming},
-            wedges={"kafka_publish": lambda: producer.wedged_for},
-            wedged_after_s=settings.wedged_after_s,
+        service_health_router(
+            "egress", producer, redis, settings.wedged_after_s, {"consumer": consuming}
         )
     )
     return app

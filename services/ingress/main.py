@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.common.chat_store import ChatStore
 from services.common.errors import install_dependency_error_handlers
-from services.common.http import health_router, infrastructure_checks
+from services.common.http import service_health_router
 from services.common.inbox import InboxReader
 from services.common.kafka import ensure_topics_eventually
 from services.common.ops import OpsEmitter
@@ -150,14 +150,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     install_dependency_error_handlers(app, PublishFailed)
     app.state.settings = settings
     app.state.chat = chat
-    app.include_router(
-        health_router(
-            "ingress",
-            infrastructure_checks(producer, redis),
-            wedges={"kafka_publish": lambda: producer.wedged_for},
-            wedged_after_s=settings.wedged_after_s,
-        )
-    )
+    app.include_router(service_health_router("ingress", producer, redis, settings.wedged_after_s))
     app.include_router(chat.router())
     app.include_router(sms.router())
     app.include_router(voice_events.router())
