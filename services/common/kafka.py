@@ -7,11 +7,14 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
+from services.common.kafka_backoff import throttle_metadata_retries
 from services.common.producer import KafkaProducer
 from shared.contracts import InboundMessage, Reply
 from shared.logs import get_logger
@@ -23,7 +26,7 @@ log = get_logger("kafka")
 def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
     """A FastStream broker for subscribers (egress). Services publish through their
     `KafkaProducer`, which heals itself; this broker's own producer stays idle."""
-    return KafkaBroker(
+    broker = KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
         enable_idempotence=True,
@@ -31,6 +34,17 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
         retry_backoff_ms=250,
         logger=None,
     )
+    # Every consumer FastStream builds gets the metadata backoff too (see kafka_backoff).
+    config = broker.config.broker_config
+    build_consumer = config.builder
+
+    def build_throttled_consumer(*args: Any, **kwargs: Any) -> AIOKafkaConsumer:
+        consumer = build_consumer(*args, **kwargs)
+        throttle_metadata_retries(consumer._client)
+        return consumer
+
+    config.builder = build_throttled_consumer
+    return broker
 
 
 async def ensure_topics(

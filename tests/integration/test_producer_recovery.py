@@ -174,3 +174,14 @@ async def test_metadata_refreshes_back_off_when_no_broker_answers(infra: Infra) 
     throttled = await attempts_in(1.5, throttled=True)
     assert spinning > 50, spinning  # shows the loop is real, so the next line can fail
     assert throttled <= 5, throttled
+
+
+async def test_consumers_faststream_builds_get_the_metadata_backoff(infra: Infra) -> None:
+    from services.common.kafka import make_broker
+
+    broker = make_broker(infra.kafka_bootstrap_servers, "test-egress")
+    consumer = broker.config.broker_config.builder(group_id="g")
+    try:
+        assert consumer._client._metadata_update.__name__ == "_metadata_update_with_backoff"
+    finally:
+        await consumer.stop()
