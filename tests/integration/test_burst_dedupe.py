@@ -26,7 +26,8 @@ from services.brain.config import BrainSettings
 from services.brain.main import create_app
 from services.brain.memory import ConversationMemory, MemoryLimits
 from services.brain.turns import Turn
-from services.common.kafka import make_broker, publish_event
+from services.common.kafka import publish_event
+from services.common.producer import KafkaProducer
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
 from shared.contracts import Channel, InboundMessage, Lifecycle, reply_id_for
 from shared.topics import Topics
@@ -124,7 +125,7 @@ async def live(
         sms_collect_window_ms=WINDOW_MS,
     )
     app = create_app(settings)
-    producer = make_broker(infra.kafka_bootstrap_servers, f"test-{namespace}")
+    producer = KafkaProducer(infra.kafka_bootstrap_servers, f"test-{namespace}")
     async with app.router.lifespan_context(app):
         await producer.start()
 
