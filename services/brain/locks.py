@@ -168,9 +168,18 @@ class ConversationLocks:
         call); the fenced commit would refuse the turn's effects anyway.
         """
 
+        # The renewal stops on `done`, not on the cancel alone: redis-py on Python 3.11 can
+        # swallow a cancel that lands inside a command (CPython gh-86296), and a renewal that
+        # outlived its turn kept the conversation locked, and its partition stuck, for good
+        # (seen with the brain SIGKILLed under load).
+        done = asyncio.Event()
+
         async def renew() -> None:
-            while True:
-                await asyncio.sleep(self.lease_ms / 3000)
+            while not done.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), self.lease_ms / 3000)
+                if done.is_set():
+                    return
                 if not await self.extend(lease):
                     on_lost()
                     return
@@ -179,6 +188,7 @@ class ConversationLocks:
         try:
             yield
         finally:
+            done.set()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

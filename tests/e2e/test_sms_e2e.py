@@ -102,6 +102,9 @@ async def test_the_same_message_sid_three_times_gets_one_reply(stack: Stack) -> 
     await asyncio.sleep(QUIET_S)
     assert len(sent_to(stack, number)) == 1
     assert len(stack.model.state.requests) == 1
+    # One provider message is one occurrence in the prompt, however many copies came in.
+    prompt = user_turns(stack.model.state.requests[0])
+    assert sum(turn.count("Is the shop open today?") for turn in prompt) == 1, prompt
 
 
 async def test_stop_silences_the_number_until_start(stack: Stack) -> None:

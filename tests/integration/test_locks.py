@@ -93,3 +93,26 @@ async def test_acquire_returns_the_reads_queued_on_the_same_round_trip(
 
     assert reads == ["value"]
     await locks.release(lease)
+
+
+class _SwallowingLocks(ConversationLocks):
+    """A renewal whose Redis command swallows the cancel, as redis-py can on Python 3.11."""
+
+    async def extend(self, lease: object) -> bool:  # type: ignore[override]
+        try:
+            await asyncio.sleep(0.5)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.05)  # the command finishes and the cancel is gone
+        return True
+
+
+async def test_keepalive_ends_with_its_turn_even_if_a_renewal_swallows_the_cancel(
+    redis: Redis, infra: Infra, namespace: str
+) -> None:
+    locks = _SwallowingLocks(
+        redis, make_redis(infra.redis_url, socket_timeout=None), namespace, lease_ms=30
+    )
+    lease, _ = await locks.acquire(CONV)
+    async with asyncio.timeout(5):  # before the fix: renewals forever, the turn never ends
+        async with locks.kept_alive(lease, lambda: None):
+            await asyncio.sleep(0.1)  # the renewal is inside `extend` when the turn ends
