@@ -21,7 +21,7 @@ TEST_DATA="$REPO_ROOT/.data/test"
 KAFKA_TEST_PORT="${TEST_KAFKA_PORT:-29092}"
 REDIS_TEST_PORT="${TEST_REDIS_PORT:-26379}"
 mkdir -p "$RESULTS"
-rm -f "$RESULTS"/*.xml "$RESULTS"/*.log
+rm -rf "$RESULTS"/*.xml "$RESULTS"/*.log "$RESULTS"/tmp-*
 
 started=()
 infra() {  # infra <script> <action> <port>
@@ -44,8 +44,10 @@ fi
 
 lane() {  # lane <name> <pytest args...>
   local name=$1; shift
+  # Its own --basetemp: concurrent sessions sharing /tmp/pytest-of-<user> prune each
+  # other's numbered directories, and the service logs of a failed test are kept here.
   "$VENV/bin/pytest" "$@" -p no:cacheprovider --junitxml="$RESULTS/$name.xml" \
-    >"$RESULTS/$name.log" 2>&1
+    --basetemp="$RESULTS/tmp-$name" >"$RESULTS/$name.log" 2>&1
 }
 
 declare -A LANES=([logic]="tests/unit tests/integration" [e2e]="tests/e2e" [resilience]="tests/resilience")
