@@ -26,10 +26,14 @@ from prometheus_client import Gauge
 
 from services.brain.double_texting import DoubleTextingPolicy
 from services.brain.scheduler import PartitionScheduler, TurnHandler, Work
+from services.common.health import Dependency
 from services.common.kafka_backoff import throttle_metadata_retries
 from shared.logs import get_logger
 
 log = get_logger("brain.consumer")
+
+COMMIT_FAILING_UNHEALTHY_S = 30.0
+"""Refused commits for this long make the consumer not ready (a rebalance takes seconds)."""
 
 IN_FLIGHT = Gauge("switchboard_brain_records_in_flight", "Fetched records not yet committable")
 
@@ -78,6 +82,7 @@ class KeyOrderedConsumer:
             "heartbeat_interval_ms": max(1_000, session_timeout_ms // 4),
         }
         self._consumer: AIOKafkaConsumer | None = None
+        self.commits = Dependency("kafka.commit")
 
     async def start(self) -> None:
         """Join the group and start fetching and committing in the background."""
@@ -107,6 +112,15 @@ class KeyOrderedConsumer:
     def started(self) -> bool:
         """Joined (or joining) the group and fetching."""
         return bool(self._tasks) and not any(task.done() for task in self._tasks)
+
+    @property
+    def healthy(self) -> bool:
+        """Started, and its commits are not refused for longer than a rebalance takes.
+
+        Commits refused for that long while Kafka answers mean this worker is not really a
+        member: most often two live workers share one `KAFKA_GROUP_INSTANCE_ID` and keep
+        replacing each other (docs/operations.md)."""
+        return self.started and self.commits.failing_for < COMMIT_FAILING_UNHEALTHY_S
 
     async def stop(self) -> None:
         """Finish or abandon running turns, commit what finished, leave the group."""
@@ -172,8 +186,10 @@ class KeyOrderedConsumer:
             except (CommitFailedError, KafkaError) as exc:
                 # Lost the partition (rebalance) or the broker hiccuped: the records are
                 # redone by whoever owns them, idempotently. Next round retries ours.
-                log.warning("brain.commit.failed", error=type(exc).__name__)
+                # Logged once per outage (this loop runs five times a second).
+                self.commits.failed(exc)
                 return
+        self.commits.succeeded()
         for tp, offset in offsets.items():
             scheduler = self._schedulers.get(tp)
             if scheduler is not None:

@@ -111,7 +111,7 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
         await retry_until_done("consumer", consumer.start)
 
     async def consuming() -> bool:
-        return consumer.started
+        return consumer.healthy
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

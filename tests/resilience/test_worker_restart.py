@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
@@ -26,7 +27,7 @@ from shared.topics import Topics
 from tests.e2e.conftest import stack_env
 from tests.support.chat import ChatClient, new_session
 from tests.support.infra import Infra
-from tests.support.kafka import read_topic
+from tests.support.kafka import eventually, read_topic
 from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.resilience, pytest.mark.asyncio]
@@ -191,4 +192,20 @@ async def test_two_live_brains_with_one_instance_id_both_consume(
     handled_by = {e["instance_id"] for e in brain_events(events)}
     assert handled_by == {"brain-a", "brain-b"}, (
         f"expected both brains to consume, got {handled_by}"
+    )
+
+    # The misconfiguration does not stay invisible: commits refused for longer than a
+    # rebalance takes make a brain's consumer check fail, so /readyz says so.
+    brains = [deployment.processes["brain"], second]
+
+    async def a_brain_reports_it() -> bool:
+        async with httpx.AsyncClient() as client:
+            for brain in brains:
+                body = (await client.get(f"{brain.url}/readyz", timeout=3)).json()
+                if body["checks"].get("consumer") is False:
+                    return True
+        return False
+
+    assert await eventually(a_brain_reports_it, timeout_s=60, interval_s=1.0), (
+        "both brains stayed ready while sharing one instance id"
     )
