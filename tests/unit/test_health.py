@@ -155,24 +155,27 @@ def test_metadata_backoff_grows_to_a_cap_and_resets() -> None:
 
 def test_an_asgi_traceback_through_the_configured_logging_withholds_the_message() -> None:
     """uvicorn logs "Exception in ASGI application" with the traceback; the services run
-    uvicorn without its own logging config, so the record goes through our root handler."""
-    import io
+    uvicorn without its own logging config, so the record goes through ours. In a child
+    process: configuring logging here would change it for every later test."""
+    import subprocess
+    import sys
+    import textwrap
 
-    from shared.logs import configure_logging
-
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    logging.getLogger().addHandler(handler)  # as basicConfig's handler in a service
-    try:
+    script = textwrap.dedent(
+        """
+        import logging
+        from shared.logs import configure_logging
         configure_logging("INFO", "json")
         secret = "my card is 4111 1111 1111 1111, call +14155550123"
         try:
             raise ValueError(f"1 validation error: input_value={secret!r}")
         except ValueError:
             logging.getLogger("uvicorn.error").exception("Exception in ASGI application")
-    finally:
-        logging.getLogger().removeHandler(handler)
-    text = stream.getvalue()
-    assert "Exception in ASGI application" in text
-    assert "ValueError (message withheld)" in text
-    assert "4111" not in text and "+1415" not in text
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Exception in ASGI application" in done.stderr
+    assert "ValueError (message withheld)" in done.stderr
+    assert "4111" not in done.stderr and "+1415" not in done.stderr
