@@ -82,7 +82,6 @@ class KafkaProducer:
         bootstrap_servers: str,
         client_id: str,
         *,
-        health: Dependency | None = None,
         request_timeout_ms: int = 15_000,
         retry_backoff_ms: int = 250,
         rebuild_after_s: float = 15.0,
@@ -95,7 +94,7 @@ class KafkaProducer:
             "request_timeout_ms": request_timeout_ms,
             "retry_backoff_ms": retry_backoff_ms,
         }
-        self.health = health or Dependency("kafka")
+        self.health = Dependency("kafka")
         self._rebuild_after_s = rebuild_after_s
         self._watch_interval_s = watch_interval_s
         self._start_timeout_s = request_timeout_ms / 1000

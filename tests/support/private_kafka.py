@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from pathlib import Path
 
-from tests.support.infra import REPO_ROOT, port_open
+from tests.support.infra import REPO_ROOT
 
 
 class PrivateKafka:
@@ -45,14 +44,6 @@ class PrivateKafka:
 
     def stop(self) -> None:
         self._run("stop")
-
-    @property
-    def running(self) -> bool:
-        return port_open(self.port)
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / f"kafka-{self.port}" / "kafka.log"
 
     def destroy(self) -> None:
         """Stop and remove its data (a fresh broker next time)."""
