@@ -24,27 +24,39 @@ log = get_logger("kafka")
 
 
 def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
-    """A FastStream broker for subscribers (egress). Services publish through their
-    `KafkaProducer`, which heals itself; this broker's own producer stays idle."""
+    """A FastStream broker for subscribers only (egress): services publish through their
+    `KafkaProducer`, which heals itself, so this broker builds no producer of its own."""
     broker = KafkaBroker(
         bootstrap_servers,
         client_id=client_id,
-        enable_idempotence=True,
         request_timeout_ms=15_000,
         retry_backoff_ms=250,
+        consumer_only=True,
         logger=None,
     )
-    # Every consumer FastStream builds gets the metadata backoff too (see kafka_backoff).
-    config = broker.config.broker_config
-    build_consumer = config.builder
-
-    def build_throttled_consumer(*args: Any, **kwargs: Any) -> AIOKafkaConsumer:
-        consumer = build_consumer(*args, **kwargs)
-        throttle_metadata_retries(consumer._client)
-        return consumer
-
-    config.builder = build_throttled_consumer
+    _throttle_consumers(broker)
     return broker
+
+
+def _throttle_consumers(broker: KafkaBroker) -> None:
+    """Give every consumer FastStream builds the metadata backoff (see kafka_backoff).
+
+    FastStream makes its consumer factory when it connects, so wrap it right after."""
+    config = broker.config.broker_config
+    connect = config.connect
+
+    async def connect_then_wrap(**kwargs: Any) -> None:
+        await connect(**kwargs)
+        build_consumer = config.builder
+
+        def build_throttled_consumer(*args: Any, **options: Any) -> AIOKafkaConsumer:
+            consumer = build_consumer(*args, **options)
+            throttle_metadata_retries(consumer._client)
+            return consumer
+
+        config.builder = build_throttled_consumer
+
+    config.connect = connect_then_wrap  # type: ignore[method-assign]  # no hook after connect
 
 
 async def ensure_topics(

@@ -180,8 +180,10 @@ async def test_consumers_faststream_builds_get_the_metadata_backoff(infra: Infra
     from services.common.kafka import make_broker
 
     broker = make_broker(infra.kafka_bootstrap_servers, "test-egress")
+    await broker.connect()  # FastStream makes its consumer factory here
     consumer = broker.config.broker_config.builder(group_id="g")
     try:
         assert consumer._client._metadata_update.__name__ == "_metadata_update_with_backoff"
     finally:
         await consumer.stop()
+        await broker.stop()
