@@ -12,7 +12,6 @@ Only after one of those outcomes may the caller commit the record's offset.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -21,6 +20,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
+from services.common.backoff import Backoff
 from services.common.deadletter import DeadLetterPublisher
 from shared.logs import ThrottledLog, get_logger
 
@@ -62,9 +62,12 @@ def parse_event(record: ConsumerRecord, model: type[EventT]) -> EventT:
         raise PoisonEvent("invalid_event", detail) from None
 
 
-def backoff_s(attempt: int, cap_s: float = 5.0) -> float:
+RETRY_BACKOFF = Backoff(base_s=0.2, cap_s=5.0, jitter="equal")
+
+
+def backoff_s(attempt: int) -> float:
     """Jittered exponential backoff before retry number `attempt` (1-based)."""
-    return float(min(cap_s, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+    return RETRY_BACKOFF.delay_s(attempt)
 
 
 async def process_reliably(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -14,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
+from services.common.backoff import Backoff, BackoffCounter
 from services.common.kafka_backoff import throttle_metadata_retries
 from services.common.producer import KafkaProducer
 from shared.contracts import InboundMessage, Reply
@@ -92,15 +92,17 @@ async def retry_until_done(
     For start-up steps (create topics, join a group): a service may start while the broker
     is down; it serves its health endpoints (not ready) meanwhile instead of crash-looping.
     """
-    delay = 0.5
+    waits = BackoffCounter(Backoff(base_s=0.5, cap_s=cap_s, jitter="equal"))
     while True:
         try:
             await action()
             return
         except (KafkaError, OSError, TimeoutError) as exc:
-            log.warning("kafka.start.waiting", step=what, error=type(exc).__name__, retry_s=delay)
-        await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311
-        delay = min(delay * 2, cap_s)
+            delay = waits.failed()
+            log.warning(
+                "kafka.start.waiting", step=what, error=type(exc).__name__, retry_s=round(delay, 1)
+            )
+        await asyncio.sleep(delay)
 
 
 async def ensure_topics_eventually(

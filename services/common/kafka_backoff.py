@@ -15,45 +15,30 @@ success resets it. Only failed updates wait, so a healthy client is untouched.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import Counter
+
+from services.common.backoff import Backoff, BackoffCounter
 
 METADATA_FAILURES = Counter(
     "switchboard_kafka_metadata_failures_total", "Kafka metadata refreshes that reached no broker"
 )
 
 
-class MetadataBackoff:
-    """The delay before the next metadata attempt after `failures` failures in a row."""
-
-    def __init__(self, base_s: float = 0.25, cap_s: float = 5.0) -> None:
-        self.base_s = base_s
-        self.cap_s = cap_s
-        self.failures = 0
-
-    def failed(self) -> float:
-        """Record a failure; return how long to wait before the next attempt."""
-        self.failures += 1
-        delay = min(self.cap_s, self.base_s * 2 ** (self.failures - 1))
-        return float(delay * random.uniform(0.8, 1.0))  # noqa: S311
-
-    def succeeded(self) -> None:
-        self.failures = 0
+METADATA_BACKOFF = Backoff(base_s=0.25, cap_s=5.0, jitter="equal")
 
 
 def throttle_metadata_retries(
     client: Any,
-    backoff: MetadataBackoff | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> MetadataBackoff:
+) -> BackoffCounter:
     """Make `client` (an `aiokafka.AIOKafkaClient`) wait after each failed metadata update.
 
     The wait happens inside the update, so everything waiting on it (the sender, the
     fetcher, `fetch_all_metadata`) waits too, instead of asking again at once."""
-    backoff = backoff or MetadataBackoff()
+    backoff = BackoffCounter(METADATA_BACKOFF)
     update = client._metadata_update  # aiokafka offers no hook; see the module docstring
 
     async def _metadata_update_with_backoff(cluster_metadata: Any, topics: Any) -> bool:

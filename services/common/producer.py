@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Mapping
 
@@ -45,6 +44,7 @@ from aiokafka.errors import (
 )
 from prometheus_client import Counter
 
+from services.common.backoff import Backoff, BackoffCounter
 from services.common.health import Dependency
 from services.common.kafka_backoff import throttle_metadata_retries
 from shared.logs import get_logger
@@ -208,33 +208,36 @@ class KafkaProducer:
     async def _watch(self) -> None:
         """Connect when not connected; replace a producer whose sender died, or that still
         fails although the broker answers again (always the case after a long outage)."""
-        backoff_s = self._watch_interval_s
+        # While Kafka does not answer, look (probe or reconnect) less and less often.
+        waits = BackoffCounter(Backoff(self._watch_interval_s, cap_s=5.0, jitter="equal"))
+        delay_s = self._watch_interval_s
         while not self._closed:
-            await asyncio.sleep(backoff_s * random.uniform(0.8, 1.2))  # noqa: S311
+            await asyncio.sleep(delay_s)
+            delay_s = self._watch_interval_s
             producer = self._producer
             if producer is None:
                 reason = "reconnect"
             elif _sender_dead(producer):
                 reason = "sender_died"
             elif not self.health.failing:
-                backoff_s = self._watch_interval_s
+                waits.succeeded()
                 continue
             elif not await self.probe():
-                backoff_s = min(backoff_s * 2, 5.0)
+                delay_s = waits.failed()
                 continue
             else:
+                waits.succeeded()
                 now = time.monotonic()
                 long_outage = self.health.failing_for >= self._rebuild_after_s
                 if not long_outage or now - self._replaced_at < self._rebuild_after_s:
-                    backoff_s = self._watch_interval_s
                     continue
                 # The broker answers, we have failed for a while: after such a gap the
                 # idempotent sequences are likely stale. Start over with a new producer id.
                 reason = "stale_after_outage"
             if await self._replace(producer, reason):
-                backoff_s = self._watch_interval_s
+                waits.succeeded()
             else:
-                backoff_s = min(backoff_s * 2, 30.0)
+                delay_s = waits.failed()
 
     @property
     def wedged_for(self) -> float:

@@ -18,13 +18,13 @@ import asyncio
 import hashlib
 import hmac
 import logging
-import random
 from dataclasses import dataclass
 from typing import Any
 
 import httpx2
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from services.common.backoff import Backoff
 from services.common.retry_after import retry_after_s
 from shared.logs import get_logger, redact
 
@@ -191,9 +191,7 @@ class RetryPolicy:
     budget_s: float = 15.0
 
     def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
-        ceiling = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
-        backoff = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
-        return max(backoff, retry_after_s or 0.0)
+        return Backoff(self.base_s, self.cap_s).delay_s(attempt, retry_after_s)
 
 
 NO_RETRY = RetryPolicy(max_attempts=1)

@@ -141,18 +141,6 @@ def test_livez_fails_only_past_the_wedge_limit_and_readyz_reports_each_check() -
     assert live.status_code == 503 and live.json()["wedged_s"] == {"kafka_publish": 61.0}
 
 
-def test_metadata_backoff_grows_to_a_cap_and_resets() -> None:
-    from services.common.kafka_backoff import MetadataBackoff
-
-    backoff = MetadataBackoff(base_s=0.25, cap_s=5.0)
-    delays = [backoff.failed() for _ in range(8)]
-    assert all(
-        0.8 * low <= d <= low for d, low in zip(delays, [0.25, 0.5, 1, 2, 4, 5, 5, 5], strict=True)
-    )
-    backoff.succeeded()
-    assert backoff.failed() <= 0.25
-
-
 def test_an_asgi_traceback_through_the_configured_logging_withholds_the_message() -> None:
     """uvicorn logs "Exception in ASGI application" with the traceback; the services run
     uvicorn without its own logging config, so the record goes through ours. In a child

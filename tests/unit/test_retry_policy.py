@@ -14,9 +14,9 @@ from services.brain.engines.base import EngineError
 from services.brain.engines.retry import (
     Failure,
     RetryPolicy,
-    parse_retry_after,
     run_with_retries,
 )
+from services.common.retry_after import retry_after_s
 
 pytestmark = pytest.mark.unit
 
@@ -314,13 +314,13 @@ async def test_unclassified_errors_propagate_unchanged() -> None:
 
 
 def test_parse_retry_after_prefers_milliseconds_then_seconds_then_dates() -> None:
-    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "7"}) == 0.25
-    assert parse_retry_after({"retry-after": "7"}) == 7.0
-    assert parse_retry_after({"retry-after": "1.5"}) == 1.5
-    assert parse_retry_after({"retry-after": "-3"}) == 0.0
-    assert parse_retry_after({}) is None
-    assert parse_retry_after({"retry-after": "soon"}) is None
-    assert parse_retry_after({"retry-after-ms": "nan"}) is None
+    assert retry_after_s({"retry-after-ms": "250", "retry-after": "7"}) == 0.25
+    assert retry_after_s({"retry-after": "7"}) == 7.0
+    assert retry_after_s({"retry-after": "1.5"}) == 1.5
+    assert retry_after_s({"retry-after": "-3"}) == 0.0
+    assert retry_after_s({}) is None
+    assert retry_after_s({"retry-after": "soon"}) is None
+    assert retry_after_s({"retry-after-ms": "nan"}) is None
     now = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC)
     date = format_datetime(datetime(2025, 1, 1, 12, 0, 30, tzinfo=UTC), usegmt=True)
-    assert parse_retry_after({"retry-after": date}, now=now.timestamp()) == 30.0
+    assert retry_after_s({"retry-after": date}, now=now.timestamp()) == 30.0

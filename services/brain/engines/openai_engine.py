@@ -11,9 +11,10 @@ from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 from services.brain.engines.base import EngineError, EngineRequest, EngineTurn
-from services.brain.engines.retry import Failure, RetryPolicy, parse_retry_after, run_with_retries
+from services.brain.engines.retry import Failure, RetryPolicy, run_with_retries
 from services.brain.engines.summary import keep_newest
 from services.brain.prompt import summary_input, summary_instructions, system_prompt
+from services.common.retry_after import retry_after_s
 
 T = TypeVar("T")
 Chunks = AsyncStream[ChatCompletionChunk]
@@ -154,7 +155,7 @@ def classify_openai_error(exc: Exception) -> Failure | None:
         return Failure("connection", True, detail="APIConnectionError")
     if isinstance(exc, openai.APIStatusError):
         status, detail = exc.status_code, f"{type(exc).__name__} {exc.status_code}"
-        hint = parse_retry_after(exc.response.headers) if status in (429, 503) else None
+        hint = retry_after_s(exc.response.headers) if status in (429, 503) else None
         if status == 429:
             return Failure("rate_limited", True, hint, detail)
         if status >= 500:

@@ -20,21 +20,19 @@ used up, or a failure that is not retried).
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from services.brain.engines.base import EngineError, FailureReason
+from services.common.backoff import Backoff, Uniform
 from shared.logs import get_logger
 
 log = get_logger("brain.engine")
 
 T = TypeVar("T")
-Uniform = Callable[[float, float], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -60,48 +58,23 @@ class RetryPolicy:
     base_s: float
     cap_s: float
 
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.base_s, self.cap_s, jitter="full")
+
     def backoff_bound_s(self, retry: int) -> float:
         """Longest wait before retry `retry` (0 for the first retry)."""
-        return min(self.cap_s, self.base_s * 2.0**retry)
+        return self.backoff.ceiling_s(retry + 1)
 
     def backoff_s(self, retry: int, uniform: Uniform = random.uniform) -> float:
         """A full-jitter wait before retry `retry`."""
-        return uniform(0.0, self.backoff_bound_s(retry))
+        return self.backoff.delay_s(retry + 1, uniform=uniform)
 
     def delay_s(self, failure: Failure, retry: int, uniform: Uniform = random.uniform) -> float:
         """The wait before retry `retry`: the server's hint if it gave one, else backoff."""
         if failure.retry_after_s is not None:
             return failure.retry_after_s
         return self.backoff_s(retry, uniform)
-
-
-def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms` or `Retry-After` (seconds or an HTTP date).
-
-    OpenAI sends the millisecond variant too; it is more precise, so it wins. Returns None
-    when neither header is usable; never negative.
-    """
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue
-        if math.isnan(seconds):
-            continue
-        return max(0.0, seconds)
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # an HTTP date is always GMT; be lenient with a missing zone
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 async def run_with_retries(

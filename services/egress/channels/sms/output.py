@@ -15,7 +15,6 @@ For each reply:
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 import time
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter
 
+from services.common.backoff import Backoff
 from services.common.consuming import PermanentFailure
 from services.common.ops import OpsEmitter
 from services.common.sms_state import Claim, ClaimKind, SmsConsent, SmsLedger, delivery_status
@@ -62,9 +62,7 @@ class SendPolicy:
 
     def backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
         """Full-jitter exponential backoff, never shorter than Twilio's Retry-After."""
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1))
-        delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not crypto
-        return max(delay, retry_after_s or 0.0)
+        return Backoff(self.backoff_base_s, self.backoff_cap_s).delay_s(attempt, retry_after_s)
 
 
 class SmsOutput:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+
+from services.common.backoff import Backoff
 
 
 @dataclass(frozen=True)
@@ -28,5 +29,5 @@ class VoicePolicy:
 
     def state_backoff_s(self, attempt: int) -> float:
         """Delay before retrying a request refused because the call was not ready."""
-        ceiling = min(self.state_backoff_cap_s, self.state_backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not crypto
+        backoff = Backoff(self.state_backoff_base_s, self.state_backoff_cap_s, jitter="equal")
+        return backoff.delay_s(attempt)

@@ -1,0 +1,61 @@
+"""The one backoff of the codebase: capped exponential, jittered, never shorter than a
+server's `Retry-After`.
+
+Attempt n (1-based) may wait up to `min(cap_s, base_s * 2**(n-1))`, the ceiling. Jitter:
+- `full`: uniform in [0, ceiling] (AWS's "full jitter"); for retries of a shared provider,
+  where spreading many clients out matters most;
+- `equal`: uniform in [ceiling/2, ceiling]; for waits that should not collapse to nothing,
+  such as reconnecting to a broker that is down.
+Every retry loop (provider sends, the model, Kafka reconnects, consumers) asks one of these
+for its delays instead of writing the formula again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+Uniform = Callable[[float, float], float]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with jitter."""
+
+    base_s: float
+    cap_s: float
+    jitter: Literal["full", "equal"] = "full"
+
+    def ceiling_s(self, attempt: int) -> float:
+        """The longest wait after failed attempt `attempt` (1-based)."""
+        return float(min(self.cap_s, self.base_s * 2 ** max(0, attempt - 1)))
+
+    def delay_s(
+        self,
+        attempt: int,
+        retry_after_s: float | None = None,
+        uniform: Uniform = random.uniform,
+    ) -> float:
+        """The wait after failed attempt `attempt`: jittered, at least `retry_after_s`."""
+        ceiling = self.ceiling_s(attempt)
+        low = 0.0 if self.jitter == "full" else ceiling / 2
+        return max(float(uniform(low, ceiling)), retry_after_s or 0.0)
+
+
+class BackoffCounter:
+    """A `Backoff` for a loop that fails and recovers: counts failures since the last
+    success (the next delay grows with them), and starts over on success."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self.backoff = backoff
+        self.failures = 0
+
+    def failed(self) -> float:
+        """Record a failure; return how long to wait before trying again."""
+        self.failures += 1
+        return self.backoff.delay_s(self.failures)
+
+    def succeeded(self) -> None:
+        self.failures = 0
