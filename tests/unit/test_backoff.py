@@ -50,3 +50,13 @@ def test_a_counter_grows_with_failures_and_starts_over_after_a_success() -> None
 
 def test_kafka_metadata_retries_wait_a_quarter_second_growing_to_five() -> None:
     assert METADATA_BACKOFF.ceiling_s(1) == 0.25 and METADATA_BACKOFF.ceiling_s(20) == 5.0
+
+
+def test_the_retry_after_parser_refuses_what_it_cannot_trust() -> None:
+    from services.common.retry_after import retry_after_s
+
+    assert retry_after_s({"retry-after": "inf"}) is None
+    assert retry_after_s({"retry-after": "nan"}) is None
+    # A date without a zone (-0000) is no HTTP date; the old parser raised TypeError on it.
+    assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 -0000"}) is None
+    assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # past
