@@ -3,7 +3,7 @@
 Why not a FastStream subscriber here: it hands records to the handler one at a time per
 partition (or, with `max_workers`, concurrently but without ordered commits). The brain needs
 both concurrency across conversations and commits that never pass an unfinished record, so
-it owns this small loop; FastStream still does all publishing.
+it owns this small loop (publishing goes through `services.common.producer`).
 
 - Fetched records go to their partition's `PartitionScheduler`.
 - A committer commits each partition's finished prefix every `commit_interval_s` (and on
