@@ -10,12 +10,13 @@ elsewhere first, so an inbox that dies with its instance loses nothing.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.common.backoff import Backoff, BackoffCounter
+from services.common.health import Dependency
 from shared.logs import get_logger
 
 log = get_logger("inbox")
@@ -24,8 +25,7 @@ InboxHandler = Callable[[dict[str, str]], Awaitable[None]]
 
 INBOX_MAXLEN = 10_000
 INBOX_TTL_S = 3_600
-RETRY_FIRST_S = 0.2
-RETRY_MAX_S = 2.0
+READ_RETRY = Backoff(base_s=0.2, cap_s=2.0, jitter="equal")
 """Backoff of the reader while Redis is away; short, since doorbells wait on it."""
 
 
@@ -73,14 +73,16 @@ class InboxReader:
         server-side block time.
         """
         last_id = "0-0"
-        outage = _Outage()
+        redis_health = Dependency("redis.inbox")  # logs an outage once, and its end
+        waits = BackoffCounter(READ_RETRY)
         while True:
             try:
                 async with asyncio.timeout(block_ms / 1000 + 5):
                     batches = await self._redis.xread(
                         {self._key: last_id}, count=100, block=block_ms
                     )
-                outage.cleared()
+                redis_health.succeeded()
+                waits.succeeded()
                 # [[stream, [(entry id, {field: value}), ...]]], str with decode_responses
                 batch: list[tuple[str, list[tuple[str, dict[str, str]]]]]
                 batch = batches or []  # type: ignore[assignment]  # redis-py returns a union
@@ -92,11 +94,13 @@ class InboxReader:
             except (RedisError, TimeoutError) as exc:
                 # Redis is away: keep the loop alive and try again. An entry handled but not
                 # deleted stays in the stream until its idle expiry (`INBOX_TTL_S`).
-                await asyncio.sleep(outage.failed(exc))
+                redis_health.failed(exc)
+                await asyncio.sleep(waits.failed())
             except Exception as exc:
                 # Not Redis's documented errors (a client bug mid-reconnect, say). This loop is
                 # the instance's only doorbell: it must outlive anything short of cancellation.
-                await asyncio.sleep(outage.failed(exc))
+                redis_health.failed(exc)
+                await asyncio.sleep(waits.failed())
 
     async def _dispatch(self, fields: dict[str, str]) -> None:
         handler = self._handlers.get(fields.get("kind", ""))
@@ -108,36 +112,3 @@ class InboxReader:
         except Exception:
             # The entry is a doorbell; the durable copy stays where the handler left it.
             log.exception("inbox.entry.failed", kind=fields.get("kind"))
-
-
-class _Outage:
-    """One Redis outage as the reader sees it: a log line when it starts and when it ends,
-    silence in between, and the next retry delay."""
-
-    def __init__(self) -> None:
-        self._since: float | None = None
-        self._delay = RETRY_FIRST_S
-        self._failures = 0
-
-    def failed(self, exc: BaseException) -> float:
-        """Record a failed read; return how long to wait before the next one."""
-        self._failures += 1
-        if self._since is None:
-            self._since = time.monotonic()
-            log.warning("inbox.read.unavailable", error=type(exc).__name__)
-        else:
-            self._delay = min(self._delay * 2, RETRY_MAX_S)
-        return self._delay
-
-    def cleared(self) -> None:
-        """A read succeeded: close the outage, if there was one."""
-        if self._since is None:
-            return
-        log.info(
-            "inbox.read.recovered",
-            outage_s=round(time.monotonic() - self._since, 1),
-            failed_reads=self._failures,
-        )
-        self._since = None
-        self._delay = RETRY_FIRST_S
-        self._failures = 0

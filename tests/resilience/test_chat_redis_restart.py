@@ -236,8 +236,9 @@ async def test_chat_survives_a_redis_restart_under_load(deployment: Deployment) 
 
     # The inbox reader logs the outage once when it starts and once when it ends.
     events = [_event(line) for line in log.splitlines()]
-    started = [e for e in events if e.get("event") == "inbox.read.unavailable"]
-    ended = [e for e in events if e.get("event") == "inbox.read.recovered"]
+    inbox = [e for e in events if e.get("dependency") == "redis.inbox"]
+    started = [e for e in inbox if e.get("event") == "dependency.unavailable"]
+    ended = [e for e in inbox if e.get("event") == "dependency.restored"]
     assert 1 <= len(started) <= 2, started
     assert len(ended) == len(started), ended
 
