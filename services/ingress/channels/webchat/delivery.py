@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
+from services.common.backoff import Backoff, BackoffCounter
 from services.common.chat_store import ChatStore, PendingReply
 from services.common.ops import OpsEmitter
 from services.ingress.channels.webchat import frames
@@ -30,9 +31,10 @@ from services.ingress.channels.webchat.connections import (
     ConnectionRegistry,
 )
 from shared.contracts import Channel, DeliveryReceipt, DeliveryStatus, Lifecycle
-from shared.logs import get_logger
+from shared.logs import ThrottledLog, get_logger
 
 log = get_logger("ingress.chat")
+_sync_deferred = ThrottledLog(log, "ingress.chat.sync_deferred")
 
 CHAT_REPLIES_SENT = Counter("switchboard_chat_replies_sent_total", "Replies written to sockets")
 CHAT_SYNC_DEFERRED = Counter(
@@ -41,8 +43,7 @@ CHAT_SYNC_DEFERRED = Counter(
     ["error"],
 )
 
-RESYNC_FIRST_S = 0.5
-RESYNC_MAX_S = 5.0
+RESYNC = Backoff(base_s=0.5, cap_s=5.0, jitter="equal")
 """Backoff of the background sync: quick enough that replies follow a Redis restart within
 seconds, slow enough that a few thousand sockets do not hammer a Redis that is loading."""
 
@@ -147,31 +148,27 @@ class ReplyDelivery:
     def _defer(self, connection: ChatConnection, exc: RedisError) -> None:
         CHAT_SYNC_DEFERRED.labels(type(exc).__name__).inc()
         if connection.resync is not None and not connection.resync.done():
-            return  # already retrying; one log line per outage and socket is enough
-        log.warning(
-            "ingress.chat.sync_deferred",
-            session_id=connection.session_id,
-            error=type(exc).__name__,
-        )
+            return  # already retrying
+        # Every socket meets the same Redis outage: one line per window, not one per socket.
+        _sync_deferred.warning(error=type(exc).__name__)
         connection.resync = asyncio.create_task(
             self._resync(connection), name=f"chat-resync-{connection.session_id}"
         )
 
     async def _resync(self, connection: ChatConnection) -> None:
-        delay = RESYNC_FIRST_S
+        waits = BackoffCounter(RESYNC)
         while self.connections.is_current(connection):
-            await asyncio.sleep(delay)
+            await asyncio.sleep(waits.failed())
             try:
                 await self._claim_and_drain(connection)
             except RedisError:
-                delay = min(delay * 2, RESYNC_MAX_S)
                 continue
             except SOCKET_GONE:
                 return
             except Exception as exc:  # a background task has nobody to raise to
                 log.error("ingress.chat.resync_failed", error=type(exc).__name__)
                 return
-            log.info("ingress.chat.sync_recovered", session_id=connection.session_id)
+            log.debug("ingress.chat.sync_recovered", session_id=connection.session_id)
             return
 
     async def _report_delivered(self, reply: PendingReply) -> None:
