@@ -5,6 +5,7 @@ signs and posts status callbacks to, and where the fake VoIPBin sends its events
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,29 +93,40 @@ def stack_env(
     }
 
 
-@pytest.fixture
-def stack(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Stack]:
-    """A fresh, isolated deployment (own topics and Redis keys) for one test."""
+@contextlib.contextmanager
+def running_stack(
+    infra: Infra, namespace: str, log_dir: Path, **env_overrides: str
+) -> Iterator[Stack]:
+    """Every service as a process, with the fakes, against `infra`; all stopped on exit."""
     model = FakeOpenAIServer(FakeModelConfig(api_key="test-key")).start()
     twilio = FakeTwilioServer(
         FakeTwilioConfig(account_sid="AC" + "e2e0" * 8, auth_token="e2e-twilio-token")
     ).start()
     voipbin = FakeVoipbinServer(FakeVoipbinConfig(webhook_retry_delay_ms=200)).start()
     ingress_port = free_port()
-    env = stack_env(infra, namespace, model, twilio, ingress_port, voipbin)
+    env = {**stack_env(infra, namespace, model, twilio, ingress_port, voipbin), **env_overrides}
     voipbin.set_webhook(f"http://127.0.0.1:{ingress_port}{EVENTS_PATH}")
     deployment = Stack(
         env=env,
         model=model,
         twilio=twilio,
         voipbin=voipbin,
-        log_dir=tmp_path,
+        log_dir=log_dir,
         ingress_port=ingress_port,
     )
-    for name in ("ingress", "brain", "egress"):
-        deployment.start(name)
-    yield deployment
-    deployment.stop_all()
-    voipbin.stop()
-    twilio.stop()
-    model.stop()
+    try:
+        for name in ("ingress", "brain", "egress"):
+            deployment.start(name)
+        yield deployment
+    finally:
+        deployment.stop_all()
+        voipbin.stop()
+        twilio.stop()
+        model.stop()
+
+
+@pytest.fixture
+def stack(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Stack]:
+    """A fresh, isolated deployment (own topics and Redis keys) for one test."""
+    with running_stack(infra, namespace, tmp_path) as deployment:
+        yield deployment

@@ -30,14 +30,11 @@ import pytest
 import websockets
 
 from services.common.twilio import INBOUND_PATH, TwilioSignatures
-from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
-from services.fakes.twilio_server import FakeTwilioConfig, FakeTwilioServer
-from tests.e2e.conftest import Stack, stack_env
+from tests.e2e.conftest import Stack, running_stack
 from tests.support.chat import new_session
 from tests.support.infra import Infra
 from tests.support.kafka import eventually
 from tests.support.private_kafka import PrivateKafka
-from tests.support.processes import free_port
 
 pytestmark = [pytest.mark.resilience, pytest.mark.asyncio, pytest.mark.timeout(900)]
 
@@ -64,29 +61,15 @@ def kafka() -> Iterator[PrivateKafka]:
 def outage_stack(
     kafka: PrivateKafka, infra: Infra, namespace: str, tmp_path: Path
 ) -> Iterator[Stack]:
-    model = FakeOpenAIServer(FakeModelConfig(api_key="test-key")).start()
-    twilio = FakeTwilioServer(
-        FakeTwilioConfig(account_sid="AC" + "e2e0" * 8, auth_token="e2e-twilio-token")
-    ).start()
-    ingress_port = free_port()
     private = Infra(kafka.bootstrap, infra.redis_url, [])
-    env = stack_env(private, namespace, model, twilio, ingress_port)
-    env["INGRESS_PUBLISH_TIMEOUT_S"] = "3"
-    env["BRAIN_SMS_COLLECT_WINDOW_MS"] = "300"
-    stack = Stack(
-        env=env,
-        model=model,
-        twilio=twilio,
-        voipbin=None,
-        log_dir=tmp_path,  # type: ignore[arg-type]
-        ingress_port=ingress_port,
-    )
-    for name in ("ingress", "brain", "egress"):
-        stack.start(name)
-    yield stack
-    stack.stop_all()
-    twilio.stop()
-    model.stop()
+    with running_stack(
+        private,
+        namespace,
+        tmp_path,
+        INGRESS_PUBLISH_TIMEOUT_S="3",
+        BRAIN_SMS_COLLECT_WINDOW_MS="300",
+    ) as stack:
+        yield stack
 
 
 class ChatLoad:
