@@ -165,6 +165,9 @@ class KafkaProducer:
         producer = self._producer
         if producer is None or _sender_dead(producer):
             self.health.failed("ProducerUnavailable")
+            # Yield before failing fast: a caller retrying in a loop would otherwise never
+            # let the event loop run, and the replacement it waits for could never happen.
+            await asyncio.sleep(0)
             raise ProducerUnavailable("no working Kafka producer")
         encoded = [(name, text.encode()) for name, text in (headers or {}).items()]
         try:

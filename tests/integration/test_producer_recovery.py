@@ -113,6 +113,7 @@ async def test_a_producer_that_replacing_does_not_cure_reports_a_wedge(
             while producer.wedged_for == 0.0:
                 with contextlib.suppress(KafkaError):
                     await producer.publish(b"x", topic)
+                await asyncio.sleep(0.05)  # as every real caller backs off between tries
         assert producer.health.failing or producer.wedged_for > 0
         assert await producer.probe()  # the broker answers all along: wedged, not down
 
@@ -187,3 +188,19 @@ async def test_consumers_faststream_builds_get_the_metadata_backoff(infra: Infra
     finally:
         await consumer.stop()
         await broker.stop()
+
+
+@pytest.mark.timeout(30)
+async def test_failing_fast_still_lets_the_event_loop_run() -> None:
+    """A caller retrying without a pause must not starve the loop (its own timeout, the
+    watchdog that would reconnect): the fast failure yields first."""
+    producer = KafkaProducer("127.0.0.1:1", "test-tight-loop", watch_interval_s=0.2)
+    await producer.start()
+    try:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                while True:
+                    with contextlib.suppress(KafkaError):
+                        await producer.publish(b"x", "any-topic")
+    finally:
+        await producer.stop()
