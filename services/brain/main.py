@@ -19,6 +19,7 @@ from services.brain.shaping import ShapingRules
 from services.brain.turns import ReplySink, TurnProcessor
 from services.brain.worker import TurnRunner, parse_work
 from services.common.deadletter import DeadLetterPublisher
+from services.common.diagnostics import install_task_dump
 from services.common.http import service_health_router
 from services.common.kafka import ensure_topics_eventually, publish_event, retry_until_done
 from services.common.ops import OpsEmitter
@@ -115,6 +116,7 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        install_task_dump()  # kill -USR1: where every task waits, in the log
         await producer.start()
         # Kafka may be down at start: serve /readyz (not ready) and join the group once it
         # answers, rather than crash-loop.

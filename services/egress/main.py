@@ -17,6 +17,7 @@ from prometheus_client import Counter
 from services.common.chat_store import ChatStore
 from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
+from services.common.diagnostics import install_task_dump
 from services.common.http import service_health_router
 from services.common.inbox import InboxWriter
 from services.common.kafka import ensure_topics_eventually, make_broker, retry_until_done
@@ -120,6 +121,7 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        install_task_dump()  # kill -USR1: where every task waits, in the log
         await producer.start()
         # Kafka may be down at start: serve /readyz (not ready) and subscribe once it answers.
         tasks = [

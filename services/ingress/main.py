@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.common.chat_store import ChatStore
+from services.common.diagnostics import install_task_dump
 from services.common.errors import install_dependency_error_handlers
 from services.common.http import service_health_router
 from services.common.inbox import InboxReader
@@ -119,6 +120,7 @@ def create_app(settings: IngressSettings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Kafka may be down at start: serve (not ready, webhooks 503) and connect when it is up.
+        install_task_dump()  # kill -USR1: where every task waits, in the log
         await producer.start()
         tasks = [
             asyncio.create_task(

@@ -220,3 +220,20 @@ async def test_replies_reach_the_ingress_instance_holding_the_socket(stack: Stac
         assert late["text"] == "You said: sent on B, answered on A"
     finally:
         other.stop()
+
+
+async def test_sigusr1_logs_where_every_task_waits(stack: Stack) -> None:
+    import os
+    import signal
+
+    ingress = stack.services["ingress"]
+    assert ingress.process is not None
+    os.kill(ingress.process.pid, signal.SIGUSR1)
+
+    def dumped() -> bool:
+        return '"event": "diagnostics.tasks"' in ingress.log_path.read_text(errors="replace")
+
+    assert await eventually(dumped, timeout_s=10)
+    log = ingress.log_path.read_text(errors="replace")
+    assert '"task": "inbox"' in log  # the inbox reader, by name
+    assert ingress.process.poll() is None  # and the process lives on
