@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -190,18 +191,25 @@ def bench_brain(
     return Child("brain", argv, env, log_dir, port)
 
 
-def log_events(log_path: Path) -> Counter[str]:
-    """How often each (event, error) pair appears in a service's JSON log."""
-    counts: Counter[str] = Counter()
+def log_entries(log_path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON entries of a service's log, in order (other lines and a missing file skipped)."""
     try:
         lines = log_path.read_text(errors="replace").splitlines()
     except FileNotFoundError:
-        return counts
+        return
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             continue
+        if isinstance(entry, dict):
+            yield entry
+
+
+def log_events(log_path: Path) -> Counter[str]:
+    """How often each (event, error) pair appears in a service's JSON log."""
+    counts: Counter[str] = Counter()
+    for entry in log_entries(log_path):
         if entry.get("level") in ("warning", "error", "critical"):
             counts[f"{entry.get('event')}[{entry.get('error', '')}]"] += 1
     return counts

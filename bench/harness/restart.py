@@ -21,7 +21,6 @@ All instants are the bench process's `time.monotonic()` except `start → partit
 from __future__ import annotations
 
 import asyncio
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -162,15 +161,7 @@ async def _wait_ready(child: procs.Child, timeout_s: float) -> float:
 
 def _first_assigned_at(log_path: Path) -> float | None:
     """Wall-clock time of the brain's first `brain.partitions.assigned` with partitions."""
-    try:
-        lines = log_path.read_text(errors="replace").splitlines()
-    except FileNotFoundError:
-        return None
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
+    for entry in procs.log_entries(log_path):
         if entry.get("event") == "brain.partitions.assigned" and entry.get("partitions"):
             return datetime.fromisoformat(entry["timestamp"]).timestamp()
     return None
