@@ -109,12 +109,12 @@ def _schemas(args: argparse.Namespace) -> int:
 
 def _fake(args: argparse.Namespace, rest: list[str]) -> int:
     if args.provider == "twilio":
-        from services.fakes import twilio_server
+        from services.channels.sms import fake as twilio_server
 
         twilio_server.main(rest)
         return 0
     if args.provider == "voipbin":
-        from services.fakes import voipbin
+        from services.channels.voipbin import fake as voipbin
 
         voipbin.main(rest)
         return 0
@@ -142,7 +142,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _voipbin(args: argparse.Namespace) -> int:
-    from services.tools import voipbin_setup
+    from services.channels.voipbin.tools import setup as voipbin_setup
 
     _configure_tool()
     return voipbin_setup.run(args)
@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["export", "check"])
     fake = sub.add_parser("fake", help="run a provider fake (extra arguments go to it)")
     fake.add_argument("provider", choices=["openai", "twilio", "voipbin"])
-    from services.tools import dead_letters, simulate, voipbin_setup
+    from services.channels.voipbin.tools import setup as voipbin_setup
+    from services.tools import dead_letters, simulate
 
     simulate.add_arguments(sub.add_parser("simulate", help="act as a provider against the system"))
     voipbin_setup.add_arguments(sub.add_parser("voipbin", help="set up VoIPBin, place calls"))

@@ -36,7 +36,7 @@ from bench.harness.kafka_io import TopicCounter, committed, prepublish
 from bench.harness.report import Section
 from bench.harness.sms_common import phone_number, render_grid, service_env
 from bench.harness.stats import peak_overlap, steady_rate
-from services.common.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
+from services.channels.sms.twilio import DEV_ACCOUNT_SID, DEV_AUTH_TOKEN
 from shared.contracts import Channel, Reply
 from shared.topics import Topics
 from shared.tracing import new_trace

@@ -38,7 +38,7 @@ from bench.harness.kafka_io import TopicCounter, read_records
 from bench.harness.report import Section
 from bench.harness.sms_common import phone_number, render_grid, service_env
 from bench.harness.stats import percentile, summary_ms
-from services.common.twilio import (
+from services.channels.sms.twilio import (
     DEV_ACCOUNT_SID,
     INBOUND_PATH,
     SIGNATURE_HEADER,

@@ -1,7 +1,7 @@
 """One caller on the line, driven as VoIPBin drives a call, with every instant recorded.
 
 Events are posted by the bench itself (one pooled aiohttp session, signed with the fake's
-webhook secret exactly as `services.fakes.voipbin.deliver_event` signs them) instead of
+webhook secret exactly as `services.channels.voipbin.fake.deliver_event` signs them) instead of
 through the fake's `emit`, which opens a new HTTP client per event: the transcript's t0 is
 then the instant just before the POST of a request whose body and signature are ready.
 `fetch` requests go the same way, as VoIPBin's Go client sends them (JSON body
@@ -29,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from bench.harness.voice_stack import VoiceStack
-from services.fakes.voipbin import (
+from services.channels.voipbin.fake import (
     SIGNATURE_HEADER,
     go_json,
     sign_body,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.twilio import TwilioSettings
-from services.common.voipbin import VoipbinSettings
+from services.channels.sms.twilio import TwilioSettings
+from services.channels.voipbin.client import VoipbinSettings
 from shared.settings import BaseServiceSettings
 
 

@@ -14,7 +14,16 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 
-from services.common.chat_store import ChatStore
+from services.channels.sdk.outbound import OutputChannel
+from services.channels.sms.client import TwilioClient
+from services.channels.sms.outbound import SendPolicy, SmsOutput
+from services.channels.sms.rate_limit import SenderRateLimit
+from services.channels.sms.store import SmsConsent, SmsLedger
+from services.channels.voipbin.client import RetryPolicy, VoipbinClient
+from services.channels.voipbin.outbound import HangupSchedule, VoiceOutput, VoicePolicy
+from services.channels.voipbin.store import CallRegistry, FetchClaims, ReplyLedger
+from services.channels.webchat.outbound import WebChatOutput
+from services.channels.webchat.store import ChatStore
 from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
 from services.common.diagnostics import install_task_dump
@@ -24,12 +33,6 @@ from services.common.kafka import ensure_topics_eventually, make_broker, retry_u
 from services.common.ops import OpsEmitter
 from services.common.producer import KafkaProducer
 from services.common.redis import make_redis
-from services.common.sms_state import SmsConsent, SmsLedger
-from services.common.voice_calls import CallRegistry, FetchClaims, ReplyLedger
-from services.common.voipbin import RetryPolicy, VoipbinClient
-from services.egress.channels import OutputChannel, SmsOutput, VoiceOutput, WebChatOutput
-from services.egress.channels.sms import SenderRateLimit, SendPolicy, TwilioClient
-from services.egress.channels.voice import HangupSchedule, VoicePolicy
 from services.egress.config import EgressSettings
 from shared.contracts import Reply, Stage
 from shared.logs import get_logger

@@ -6,8 +6,8 @@ import phonenumbers
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.common.twilio import TwilioSettings
-from services.common.voipbin import VoipbinSettings
+from services.channels.sms.twilio import TwilioSettings
+from services.channels.voipbin.client import VoipbinSettings
 from shared.settings import BaseServiceSettings
 
 DEV_CHAT_SECRET = "dev-only-chat-token-secret-change-me"  # noqa: S105 - refused in production

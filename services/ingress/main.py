@@ -11,7 +11,18 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.common.chat_store import ChatStore
+from services.channels.sdk.publish import InboundPublisher, PublishFailed
+from services.channels.sms.inbound import SmsChannel
+from services.channels.sms.store import SmsConsent, SmsLedger
+from services.channels.voipbin.actions import FETCH_INBOX_KIND
+from services.channels.voipbin.client import VoipbinClient
+from services.channels.voipbin.inbound.callers import CallResolver
+from services.channels.voipbin.inbound.events import VoipbinEvents
+from services.channels.voipbin.inbound.fetch import VoipbinFetch
+from services.channels.voipbin.store import CallRegistry, FetchClaims
+from services.channels.webchat.inbound import WebChatChannel
+from services.channels.webchat.store import ChatStore
+from services.channels.webchat.tokens import TokenSigner
 from services.common.diagnostics import install_task_dump
 from services.common.errors import install_dependency_error_handlers
 from services.common.http import service_health_router
@@ -20,16 +31,6 @@ from services.common.kafka import ensure_topics_eventually
 from services.common.ops import OpsEmitter
 from services.common.producer import KafkaProducer
 from services.common.redis import make_redis
-from services.common.sms_state import SmsConsent, SmsLedger
-from services.common.voice_calls import CallRegistry, FetchClaims
-from services.common.voipbin import VoipbinClient
-from services.common.voipbin_actions import FETCH_INBOX_KIND
-from services.ingress.channels.sms.channel import SmsChannel
-from services.ingress.channels.voice.callers import CallResolver
-from services.ingress.channels.voice.events import VoipbinEvents
-from services.ingress.channels.voice.fetch import VoipbinFetch
-from services.ingress.channels.webchat.channel import WebChatChannel
-from services.ingress.channels.webchat.tokens import TokenSigner
 from services.ingress.config import IngressSettings
 from services.ingress.identity import IdentityResolver
 from services.ingress.linking.codes import derive_code_key
@@ -37,13 +38,12 @@ from services.ingress.linking.delivery import KafkaReplyPublisher
 from services.ingress.linking.routes import link_router
 from services.ingress.linking.service import LinkService
 from services.ingress.linking.store import LinkLimits, LinkStore
-from services.ingress.publisher import InboundPublisher, PublishFailed
 from shared.contracts import Stage
 from shared.logs import get_logger
 
 log = get_logger("ingress")
 
-WEB_DIR = Path(__file__).parent / "web"
+WEB_DIR = Path(__file__).parents[1] / "channels" / "webchat" / "web"
 MAX_BODY_BYTES = 256 * 1024
 
 

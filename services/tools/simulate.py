@@ -23,14 +23,14 @@ import httpx
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.twilio import (
+from services.channels.sms.keywords import Keyword, classify
+from services.channels.sms.twilio import (
     DEV_ACCOUNT_SID,
     INBOUND_PATH,
     SIGNATURE_HEADER,
     TwilioSettings,
     TwilioSignatures,
 )
-from services.ingress.channels.sms.keywords import Keyword, classify
 from shared.settings import BaseServiceSettings
 
 
@@ -54,7 +54,7 @@ class SimulatorSettings(BaseServiceSettings, TwilioSettings):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `switchboard simulate sms | call`."""
-    from services.tools import voipbin_call_sim
+    from services.channels.voipbin.tools import call_sim as voipbin_call_sim
 
     channels = parser.add_subparsers(dest="channel", required=True)
     voipbin_call_sim.add_arguments(
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point; returns the process exit code."""
     if args.channel == "call":
-        from services.tools import voipbin_call_sim
+        from services.channels.voipbin.tools import call_sim as voipbin_call_sim
 
         return voipbin_call_sim.run(args)
     return asyncio.run(simulate_sms(args))

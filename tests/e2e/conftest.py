@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from services.common.voipbin import EVENTS_PATH, fetch_url
+from services.channels.sms.fake import FakeTwilioConfig, FakeTwilioServer
+from services.channels.voipbin.client import EVENTS_PATH, fetch_url
+from services.channels.voipbin.fake import FakeVoipbinConfig, FakeVoipbinServer
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
-from services.fakes.twilio_server import FakeTwilioConfig, FakeTwilioServer
-from services.fakes.voipbin import FakeVoipbinConfig, FakeVoipbinServer
 from tests.support.infra import Infra
 from tests.support.processes import ServiceProcess, free_port
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.common.twilio import INBOUND_PATH, TwilioSignatures
+from services.channels.sms.twilio import INBOUND_PATH, TwilioSignatures
 from shared.topics import Topics
 from tests.e2e.conftest import Stack
 from tests.support.chat import ChatClient, new_session

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from services.fakes.voipbin import FetchResult, transcript_data
+from services.channels.voipbin.fake import FetchResult, transcript_data
 from services.ingress.config import IngressSettings
 from tests.e2e.conftest import Stack
 from tests.e2e.test_sms_e2e import SWITCHBOARD, new_number, replies_to, text, user_turns

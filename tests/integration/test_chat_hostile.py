@@ -28,8 +28,8 @@ from pydantic import SecretStr
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 from structlog.testing import capture_logs
 
-from services.common.chat_store import PendingReply, now_ms
-from services.ingress.channels.webchat.frames import MAX_FRAME_BYTES
+from services.channels.webchat.frames import MAX_FRAME_BYTES
+from services.channels.webchat.store import PendingReply, now_ms
 from services.ingress.config import IngressSettings
 from services.ingress.main import create_app
 from tests.support.infra import Infra

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from services.common.chat_store import ChatStore, PendingReply, PutResult
+from services.channels.webchat.store import ChatStore, PendingReply, PutResult
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from services.common.twilio import INBOUND_PATH, TwilioSignatures
+from services.channels.sms.twilio import INBOUND_PATH, TwilioSignatures
 from services.ingress.config import IngressSettings
 from services.ingress.main import create_app
 from tests.support.infra import Infra

@@ -29,10 +29,10 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from services.common.twilio import INBOUND_PATH, STATUS_PATH, TwilioSignatures
-from services.common.voipbin import EVENTS_PATH, FETCH_PATH, sign_body
-from services.fakes.voipbin import FakeVoipbinServer
-from services.ingress.channels.voice.payloads import (
+from services.channels.sms.twilio import INBOUND_PATH, STATUS_PATH, TwilioSignatures
+from services.channels.voipbin.client import EVENTS_PATH, FETCH_PATH, sign_body
+from services.channels.voipbin.fake import FakeVoipbinServer
+from services.channels.voipbin.inbound.payloads import (
     CallData,
     PayloadError,
     SessionData,
@@ -41,7 +41,7 @@ from services.ingress.channels.voice.payloads import (
     parse_fetch,
     validated,
 )
-from services.ingress.channels.webchat.tokens import TokenSigner, new_session_id
+from services.channels.webchat.tokens import TokenSigner, new_session_id
 from services.ingress.config import IngressSettings
 from services.ingress.identity import InvalidPhoneNumber, is_other_channel_address, normalize_phone
 from services.ingress.main import create_app

@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from services.ingress.channels.webchat.tokens import TokenSigner
+from services.channels.webchat.tokens import TokenSigner
 from services.ingress.config import IngressSettings
 from services.ingress.identity import default_conversation_id
 from services.ingress.linking.codes import code_reply_id

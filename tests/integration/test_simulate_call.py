@@ -19,10 +19,10 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Request
 
-from services.common.voipbin import DEV_FETCH_TOKEN, FETCH_PATH
+from services.channels.voipbin.client import DEV_FETCH_TOKEN, FETCH_PATH
+from services.channels.voipbin.fake import FakeVoipbinServer
+from services.channels.voipbin.tools.call_sim import CallSimulation, simulate_call
 from services.fakes.threaded import ThreadedServer
-from services.fakes.voipbin import FakeVoipbinServer
-from services.tools.voipbin_call_sim import CallSimulation, simulate_call
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 

@@ -15,11 +15,13 @@ import pytest_asyncio
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
+from services.channels.sms.client import TwilioClient
+from services.channels.sms.fake import FakeTwilioConfig, FakeTwilioServer
+from services.channels.sms.outbound import SendPolicy, SmsOutput
+from services.channels.sms.rate_limit import SenderRateLimit
+from services.channels.sms.store import SmsConsent, SmsLedger
+from services.channels.sms.twilio import TwilioSettings
 from services.common.consuming import PermanentFailure
-from services.common.sms_state import SmsConsent, SmsLedger
-from services.common.twilio import TwilioSettings
-from services.egress.channels.sms import SenderRateLimit, SendPolicy, SmsOutput, TwilioClient
-from services.fakes.twilio_server import FakeTwilioConfig, FakeTwilioServer
 from shared.contracts import Channel, DeliveryReceipt, Lifecycle, Reply
 from tests.support.infra import Infra
 

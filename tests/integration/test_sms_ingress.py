@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from services.common.sms_state import SmsConsent, SmsLedger
-from services.common.twilio import INBOUND_PATH, STATUS_PATH, TwilioSignatures
-from services.ingress.channels.sms.channel import EMPTY_TWIML
+from services.channels.sms.inbound import EMPTY_TWIML
+from services.channels.sms.store import SmsConsent, SmsLedger
+from services.channels.sms.twilio import INBOUND_PATH, STATUS_PATH, TwilioSignatures
 from services.ingress.config import IngressSettings
 from services.ingress.identity import default_conversation_id
 from services.ingress.main import create_app

@@ -23,15 +23,19 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
+from services.channels.voipbin.actions import FETCH_INBOX_KIND
+from services.channels.voipbin.client import RetryPolicy, VoipbinClient, VoipbinSettings
+from services.channels.voipbin.fake import (
+    FakeVoipbinConfig,
+    FakeVoipbinServer,
+    validate_action_array,
+)
+from services.channels.voipbin.outbound import HangupSchedule, VoiceOutput, VoicePolicy
+from services.channels.voipbin.store import CallRegistry, FetchClaims, FetchOutcome, ReplyLedger
 from services.common.consuming import PermanentFailure
 from services.common.inbox import InboxWriter, inbox_key
-from services.common.voice_calls import CallRegistry, FetchClaims, FetchOutcome, ReplyLedger
-from services.common.voipbin import RetryPolicy, VoipbinClient, VoipbinSettings
-from services.common.voipbin_actions import FETCH_INBOX_KIND
-from services.egress.channels.voice import HangupSchedule, VoiceOutput, VoicePolicy
 from services.egress.config import EgressSettings
 from services.egress.main import create_app
-from services.fakes.voipbin import FakeVoipbinConfig, FakeVoipbinServer, validate_action_array
 from shared.contracts import Channel, DeliveryReceipt, Lifecycle, Reply, ReplyKind, ReplyMode
 from shared.contracts.inbound import ReplyModeKind
 from shared.topics import Topics

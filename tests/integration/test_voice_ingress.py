@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from services.common.voipbin import EVENTS_PATH, FETCH_PATH, sign_body
-from services.fakes.voipbin import (
+from services.channels.voipbin.client import EVENTS_PATH, FETCH_PATH, sign_body
+from services.channels.voipbin.fake import (
     FakeVoipbinServer,
     speech_data,
     transcript_data,

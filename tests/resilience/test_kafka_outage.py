@@ -29,7 +29,7 @@ import httpx
 import pytest
 import websockets
 
-from services.common.twilio import INBOUND_PATH, TwilioSignatures
+from services.channels.sms.twilio import INBOUND_PATH, TwilioSignatures
 from tests.e2e.conftest import Stack, running_stack
 from tests.support.chat import new_session
 from tests.support.infra import Infra

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from services.ingress.channels.webchat.frames import (
+from services.channels.webchat.frames import (
     FrameError,
     MessageFrame,
     PingFrame,
@@ -10,7 +10,7 @@ from services.ingress.channels.webchat.frames import (
     frame_text,
     parse_client_frame,
 )
-from services.ingress.channels.webchat.tokens import TokenSigner, new_session_id
+from services.channels.webchat.tokens import TokenSigner, new_session_id
 
 pytestmark = pytest.mark.unit
 

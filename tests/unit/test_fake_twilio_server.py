@@ -23,7 +23,7 @@ from pydantic import SecretStr, ValidationError
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from services.fakes.twilio_server import (
+from services.channels.sms.fake import (
     DEV_ACCOUNT_SID,
     DEV_AUTH_TOKEN,
     FakeTwilioConfig,
@@ -591,7 +591,7 @@ def test_main_serves_and_never_prints_the_token(tmp_path: Path) -> None:
     log = tmp_path / "out.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.fakes.twilio_server", *args],
+            [sys.executable, "-m", "services.channels.sms.fake", *args],
             cwd=REPO_ROOT,
             stdout=out,
             stderr=subprocess.STDOUT,

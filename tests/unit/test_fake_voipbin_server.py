@@ -21,7 +21,7 @@ import httpx
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from services.fakes.voipbin import (
+from services.channels.voipbin.fake import (
     ACTION_TYPES,
     DEV_ACCESS_KEY,
     DEV_WEBHOOK_SECRET,
@@ -751,7 +751,7 @@ def _free_port() -> int:
 def test_main_serves_and_never_logs_the_accesskey() -> None:
     port = _free_port()
     key = "cli-secret-key-91"
-    command = [sys.executable, "-m", "services.fakes.voipbin"]
+    command = [sys.executable, "-m", "services.channels.voipbin.fake"]
     proc = subprocess.Popen(
         [*command, "--port", str(port), "--access-key", key],
         cwd=REPO_ROOT,

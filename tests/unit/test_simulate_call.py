@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.common import voipbin_actions
-from services.tools.voipbin_sim_support import (
+from services.channels.voipbin import actions as voipbin_actions
+from services.channels.voipbin.tools.sim_support import (
     KEYS,
     action_line,
     action_lines,

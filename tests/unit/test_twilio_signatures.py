@@ -12,17 +12,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.datastructures import ImmutableMultiDict
 
-from services.common.twilio import TwilioSignatures, parse_form, public_request_url
-from services.egress.channels.sms.output import SendPolicy
-from services.ingress.channels.sms.channel import EMPTY_TWIML, twiml
-from services.ingress.channels.sms.fields import (
+from services.channels.sms.fields import (
     FormError,
     ascii_number,
     inbound_sms,
     sid,
     status_callback,
 )
-from services.ingress.channels.sms.keywords import Keyword, classify
+from services.channels.sms.inbound import EMPTY_TWIML, twiml
+from services.channels.sms.keywords import Keyword, classify
+from services.channels.sms.outbound import SendPolicy
+from services.channels.sms.twilio import TwilioSignatures, parse_form, public_request_url
 from services.ingress.identity import normalize_phone
 
 pytestmark = pytest.mark.unit
@@ -183,7 +183,7 @@ def test_send_backoff_is_capped_jittered_and_honours_retry_after() -> None:
 
 
 def test_twilio_error_messages_lose_phone_numbers() -> None:
-    from services.egress.channels.sms.twilio_client import TwilioError
+    from services.channels.sms.client import TwilioError
 
     error = TwilioError(
         400, 21211, "The 'To' number +14155550100 is not a valid phone number.", None

@@ -16,15 +16,15 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr, ValidationError
 
-from services.common.voipbin import (
+from services.channels.voipbin.client import (
     RetryPolicy,
     VoipbinClient,
     VoipbinError,
     VoipbinSettings,
     VoipbinUnreachable,
 )
+from services.channels.voipbin.fake import FakeVoipbinConfig, FakeVoipbinServer
 from services.egress.config import EgressSettings
-from services.fakes.voipbin import FakeVoipbinConfig, FakeVoipbinServer
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 

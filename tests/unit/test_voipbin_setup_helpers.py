@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.common import voipbin_actions
-from services.common.voipbin import VoipbinError, VoipbinUnreachable
-from services.tools.voipbin_setup import (
+from services.channels.voipbin import actions as voipbin_actions
+from services.channels.voipbin.client import VoipbinError, VoipbinUnreachable
+from services.channels.voipbin.tools.setup import (
     FLOW_DETAIL,
     SetupError,
     SetupResult,

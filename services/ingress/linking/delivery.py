@@ -6,9 +6,9 @@ prompt. Egress delivers it like any SMS reply, deduplicated by its deterministic
 
 from __future__ import annotations
 
+from services.channels.sdk.publish import PublishFailed
 from services.common.kafka import publish_event
 from services.common.producer import KafkaProducer
-from services.ingress.publisher import PublishFailed
 from shared.contracts import Reply
 from shared.topics import Topics
 

@@ -18,8 +18,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.channels.sdk.publish import PublishFailed
+from services.channels.webchat.tokens import SessionClaims, TokenSigner
 from services.common.safe_json import UntrustedJsonError, loads_untrusted
-from services.ingress.channels.webchat.tokens import SessionClaims, TokenSigner
 from services.ingress.identity import InvalidPhoneNumber
 from services.ingress.linking.service import (
     AlreadyLinked,
@@ -31,7 +32,6 @@ from services.ingress.linking.service import (
     RateLimited,
     WrongCode,
 )
-from services.ingress.publisher import PublishFailed
 
 # A literal: Starlette renamed the 422 constant, and both names are not in every version.
 _UNPROCESSABLE = 422

@@ -1,0 +1,1 @@
+"""The channel SDK: what a channel implements, and the helpers it is built with."""

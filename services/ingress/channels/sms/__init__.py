@@ -1,1 +1,0 @@
-"""SMS ingress: Twilio's signed inbound-message and status-callback webhooks."""
