@@ -24,8 +24,8 @@ from bench.harness import procs
 from bench.harness.infra import Infra
 from bench.harness.sms_common import service_env
 from bench.harness.timed_fake import REQUESTS_PATH
-from services.channels.voipbin.client import EVENTS_PATH, fetch_url
 from services.channels.voipbin.fake import FakeVoipbinConfig, FakeVoipbinServer, FakeVoipbinState
+from services.channels.voipbin.settings import EVENTS_PATH, fetch_url
 from tests.support.processes import free_port
 
 API_KEY = "bench-key"

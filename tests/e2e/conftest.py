@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from services.channels.sms.fake import FakeTwilioConfig, FakeTwilioServer
-from services.channels.voipbin.client import EVENTS_PATH, fetch_url
 from services.channels.voipbin.fake import FakeVoipbinConfig, FakeVoipbinServer
+from services.channels.voipbin.settings import EVENTS_PATH, fetch_url
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
 from tests.support.infra import Infra
 from tests.support.processes import ServiceProcess, free_port

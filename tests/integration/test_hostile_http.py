@@ -30,7 +30,6 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from services.channels.sms.twilio import INBOUND_PATH, STATUS_PATH, TwilioSignatures
-from services.channels.voipbin.client import EVENTS_PATH, FETCH_PATH, sign_body
 from services.channels.voipbin.fake import FakeVoipbinServer
 from services.channels.voipbin.inbound.payloads import (
     CallData,
@@ -41,6 +40,8 @@ from services.channels.voipbin.inbound.payloads import (
     parse_fetch,
     validated,
 )
+from services.channels.voipbin.settings import EVENTS_PATH, FETCH_PATH
+from services.channels.voipbin.signature import sign_body
 from services.channels.webchat.tokens import TokenSigner, new_session_id
 from services.ingress.config import IngressSettings
 from services.ingress.identity import InvalidPhoneNumber, is_other_channel_address, normalize_phone

@@ -19,9 +19,10 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI, Request
 
-from services.channels.voipbin.client import DEV_FETCH_TOKEN, FETCH_PATH
 from services.channels.voipbin.fake import FakeVoipbinServer
-from services.channels.voipbin.tools.call_sim import CallSimulation, simulate_call
+from services.channels.voipbin.settings import DEV_FETCH_TOKEN, FETCH_PATH
+from services.channels.voipbin.tools.call_sim import simulate_call
+from services.channels.voipbin.tools.sim_config import CallSimulation
 from services.fakes.threaded import ThreadedServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]

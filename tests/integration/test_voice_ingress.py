@@ -14,13 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from services.channels.voipbin.client import EVENTS_PATH, FETCH_PATH, sign_body
 from services.channels.voipbin.fake import (
     FakeVoipbinServer,
     speech_data,
     transcript_data,
     validate_action_array,
 )
+from services.channels.voipbin.settings import EVENTS_PATH, FETCH_PATH
+from services.channels.voipbin.signature import sign_body
 from services.ingress.config import IngressSettings
 from services.ingress.identity import default_conversation_id
 from services.ingress.main import create_app

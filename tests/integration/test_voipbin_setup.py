@@ -10,12 +10,12 @@ import pytest
 from pydantic import SecretStr
 
 from services import cli
-from services.channels.voipbin.client import EVENTS_PATH, sip_uri
 from services.channels.voipbin.fake import (
     FakeVoipbinConfig,
     FakeVoipbinServer,
     validate_action_array,
 )
+from services.channels.voipbin.settings import EVENTS_PATH, sip_uri
 
 pytestmark = pytest.mark.integration
 

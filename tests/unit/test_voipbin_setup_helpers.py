@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.channels.voipbin import actions as voipbin_actions
-from services.channels.voipbin.client import VoipbinError, VoipbinUnreachable
+from services.channels.voipbin.errors import VoipbinError, VoipbinUnreachable
 from services.channels.voipbin.tools.setup import (
     FLOW_DETAIL,
     SetupError,

@@ -1,200 +1,47 @@
-"""VoIPBin facts every side of the voice channel needs: settings, signatures, the REST client.
+"""The VoIPBin REST client: the calls Switchboard makes, retried, with the key kept out of logs.
 
-Wire format: ../shared/providers.md §1, checked against VoIPBin's source. The points that
-tutorials get wrong and this module gets right:
-- REST calls authenticate with `?accesskey=` in the query string. An accesskey sent as
-  `Authorization: Bearer` is parsed as a JWT and refused. The key therefore sits in every
-  URL: it is never logged (only paths are), and exceptions carry no URL.
-- Errors come in an envelope `{"error": {"status", "reason", "message", ...}}`; 409
-  `STATE_INVALID` means the call is not `progressing` (yet, or any more).
-- Customer event webhooks are signed `X-VoIPBIN-Signature: sha256=<hex HMAC-SHA256(secret,
-  raw body)>`, with no timestamp: receivers dedupe. `fetch` requests are not signed at all.
-- A Direct Hash is read from the API (it already starts with `direct.`), never computed.
+Wire format: ../shared/providers.md §1, checked against VoIPBin's source. REST calls
+authenticate with `?accesskey=` in the query string. An accesskey sent as `Authorization:
+Bearer` is parsed as a JWT and refused. The key therefore sits in every URL: it is never
+logged (only paths are), and exceptions carry no URL.
+
+Settings are in `settings.py`, webhook signatures in `signature.py`, errors and the retry
+policy in `errors.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import httpx2
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from services.common.backoff import Backoff
+from services.channels.voipbin.errors import NO_RETRY, RetryPolicy, VoipbinError, VoipbinUnreachable
+from services.channels.voipbin.settings import EVENTS_PATH, FETCH_PATH, VoipbinSettings, fetch_url
+from services.channels.voipbin.signature import SIGNATURE_HEADER, signature_is_valid
 from services.common.retry_after import retry_after_s
 from shared.logs import get_logger, redact
 
+# Re-exported for importers not yet moved to `errors` / `settings` / `signature`, because
+# their files were being edited elsewhere: services/{ingress,egress}/config.py (VoipbinSettings),
+# services/egress/main.py (RetryPolicy), voipbin/inbound/events.py, voipbin/inbound/fetch.py,
+# voipbin/outbound/output.py and tests/integration/test_voice_egress.py. Remove once they
+# import from the new modules.
+__all__ = [
+    "EVENTS_PATH",
+    "FETCH_PATH",
+    "SIGNATURE_HEADER",
+    "RetryPolicy",
+    "VoipbinClient",
+    "VoipbinError",
+    "VoipbinSettings",
+    "VoipbinUnreachable",
+    "fetch_url",
+    "signature_is_valid",
+]
+
 log = get_logger("voipbin")
-
-DEV_ACCESS_KEY = "dev-voipbin-accesskey"
-DEV_WEBHOOK_SECRET = "dev-voipbin-webhook-secret-00000"  # noqa: S105 - refused in production
-DEV_FETCH_TOKEN = "dev-voipbin-fetch-token"  # noqa: S105 - refused in production
-SIGNATURE_HEADER = "X-VoIPBIN-Signature"
-EVENTS_PATH = "/v1/voipbin/events"
-FETCH_PATH = "/v1/voipbin/fetch"
-SIP_DOMAIN = "sip.voipbin.net"
-STATE_INVALID = "STATE_INVALID"
-NOT_FOUND = "RESOURCE_NOT_FOUND"
-
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
-
-
-class VoipbinSettings(BaseModel):
-    """VoIPBin account settings, shared by ingress, egress and the setup tool.
-
-    Mixed into each service's settings class; the fields read unprefixed environment
-    variables, so one `.env` configures every side. The defaults talk to the fake VoIPBin
-    that `make run` starts; production refuses them.
-    """
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    voipbin_api_base: str = Field(
-        default="https://api.voipbin.net/v1.0",
-        validation_alias=_env("VOIPBIN_API_BASE"),
-        description="VoIPBin REST base URL, `/v1.0` included (the fake's URL in development).",
-    )
-    voipbin_access_key: SecretStr = Field(
-        default=SecretStr(DEV_ACCESS_KEY),
-        validation_alias=_env("VOIPBIN_ACCESS_KEY"),
-        description="VoIPBin accesskey, sent as `?accesskey=` (never as a Bearer header).",
-    )
-    voipbin_webhook_secret: SecretStr = Field(
-        default=SecretStr(DEV_WEBHOOK_SECRET),
-        validation_alias=_env("VOIPBIN_WEBHOOK_SECRET"),
-        description="The customer's `webhook_secret` (`GET /customer`; `switchboard voipbin"
-        " setup` prints it): verifies `X-VoIPBIN-Signature` on events.",
-    )
-    voipbin_allow_unsigned: bool = Field(
-        default=False,
-        validation_alias=_env("VOIPBIN_ALLOW_UNSIGNED"),
-        description="Accept unsigned events (accounts from before 2026-08 do not sign).",
-    )
-    voipbin_fetch_token: SecretStr = Field(
-        default=SecretStr(DEV_FETCH_TOKEN),
-        validation_alias=_env("VOIPBIN_FETCH_TOKEN"),
-        description="Unguessable path token of the `fetch` endpoint (VoIPBin does not sign"
-        " fetch requests). 32+ characters in production.",
-    )
-    voipbin_language: str = Field(
-        default="en-US",
-        validation_alias=_env("VOIPBIN_LANGUAGE"),
-        description="Language of transcription and speech.",
-    )
-    voipbin_tts_provider: str = Field(
-        default="elevenlabs",
-        validation_alias=_env("VOIPBIN_TTS_PROVIDER"),
-        description="Speaking API provider (VoIPBin's default is elevenlabs).",
-    )
-    voipbin_voice_id: str = Field(
-        default="",
-        validation_alias=_env("VOIPBIN_VOICE_ID"),
-        description="Voice of the Speaking API and `talk` (empty: the provider's default).",
-    )
-
-    @field_validator("voipbin_api_base")
-    @classmethod
-    def _no_trailing_slash(cls, value: str) -> str:
-        return value.rstrip("/")
-
-    def voipbin_production_problems(self, *, receives_webhooks: bool) -> list[str]:
-        """What a production deployment still has at its development value.
-
-        Everyone calls the API (the accesskey); only ingress receives events and fetches.
-        """
-        problems = []
-        if self.voipbin_access_key.get_secret_value() == DEV_ACCESS_KEY:
-            problems.append("VOIPBIN_ACCESS_KEY must be set in production")
-        if not receives_webhooks:
-            return problems
-        secret = self.voipbin_webhook_secret.get_secret_value()
-        if secret == DEV_WEBHOOK_SECRET and not self.voipbin_allow_unsigned:
-            problems.append("VOIPBIN_WEBHOOK_SECRET must be set in production")
-        token = self.voipbin_fetch_token.get_secret_value()
-        if token == DEV_FETCH_TOKEN or len(token) < 32:
-            problems.append("VOIPBIN_FETCH_TOKEN must be set (32+ characters) in production")
-        return problems
-
-
-def fetch_url(public_base_url: str, token: str) -> str:
-    """The `event_url` of the flow's `fetch` action (the token makes it unguessable)."""
-    return f"{public_base_url.rstrip('/')}{FETCH_PATH}/{token}"
-
-
-def sip_uri(direct_hash: str) -> str:
-    """The SIP URI to dial a Direct Hash; the hash already carries its `direct.` prefix."""
-    return f"sip:{direct_hash}@{SIP_DOMAIN}"
-
-
-def sign_body(secret: str, body: bytes) -> str:
-    """The `X-VoIPBIN-Signature` value for `body`: `sha256=` + lowercase hex HMAC-SHA256."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def signature_is_valid(secret: str, body: bytes, header: str | None) -> bool:
-    """Constant-time check of an `X-VoIPBIN-Signature` header against the raw body."""
-    if not header:
-        return False
-    expected = sign_body(secret, body)
-    return hmac.compare_digest(expected.encode(), header.strip().lower().encode())
-
-
-# -- REST client ----------------------------------------------------------------------------
-
-
-class VoipbinError(Exception):
-    """VoIPBin answered with its error envelope: the request was not carried out."""
-
-    def __init__(
-        self, status: int, reason: str, message: str, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(f"HTTP {status} {reason}: {message}"[:300])
-        self.status = status
-        self.reason = reason
-        self.message = message[:200]
-        self.retry_after_s = retry_after_s
-
-    @property
-    def retryable(self) -> bool:
-        """Rate limited or a server error: the same request may succeed later."""
-        return self.status == 429 or self.status >= 500
-
-    @property
-    def state_invalid(self) -> bool:
-        """409 `STATE_INVALID`: the call is not `progressing` (not yet, or no longer)."""
-        return self.status == 409 or self.reason == STATE_INVALID
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-
-class VoipbinUnreachable(Exception):
-    """No usable answer (network error, timeout, a 5xx page without an envelope)."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of 429, 5xx and network errors: full-jitter exponential backoff, never shorter
-    than `Retry-After` (providers.md 1.1), bounded by attempts and by a total time budget (a
-    `Retry-After` beyond the budget ends the retries at once: the caller retries later)."""
-
-    max_attempts: int = 4
-    base_s: float = 0.2
-    cap_s: float = 5.0
-    budget_s: float = 15.0
-
-    def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
-        return Backoff(self.base_s, self.cap_s).delay_s(attempt, retry_after_s)
-
-
-NO_RETRY = RetryPolicy(max_attempts=1)
 
 
 class _RedactRequestLines(logging.Filter):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from services.channels.voipbin.client import RetryPolicy, VoipbinClient, VoipbinError
+from services.channels.voipbin.client import VoipbinClient
+from services.channels.voipbin.errors import RetryPolicy, VoipbinError
 from services.channels.voipbin.inbound.payloads import (
     CallData,
     PayloadError,

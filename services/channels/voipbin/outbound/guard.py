@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from services.channels.voipbin.client import VoipbinClient, VoipbinError
+from services.channels.voipbin.client import VoipbinClient
+from services.channels.voipbin.errors import VoipbinError
 from services.channels.voipbin.outbound.policy import VoicePolicy
 from services.channels.voipbin.store import CallRegistry
 from services.common.consuming import PermanentFailure

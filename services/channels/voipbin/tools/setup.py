@@ -28,14 +28,12 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.channels.voipbin import actions as voipbin_actions
-from services.channels.voipbin.client import (
+from services.channels.voipbin.client import VoipbinClient
+from services.channels.voipbin.errors import RetryPolicy, VoipbinError, VoipbinUnreachable
+from services.channels.voipbin.settings import (
     DEV_ACCESS_KEY,
     EVENTS_PATH,
-    RetryPolicy,
-    VoipbinClient,
-    VoipbinError,
     VoipbinSettings,
-    VoipbinUnreachable,
     fetch_url,
     sip_uri,
 )
