@@ -2,7 +2,7 @@
 
 switchboard ingress | brain | egress     run one service instance (HTTP on its port)
 switchboard topics create                create every topic of the deployment
-switchboard schemas export | check       write / verify shared/schemas/v1.json
+switchboard schemas export | check       write / verify shared/schemas/v1.json, docs/asyncapi.yaml
 switchboard fake openai|twilio|voipbin   run a provider fake (model server, Twilio, VoIPBin)
 switchboard simulate sms "Hi" --from N   text the running system as Twilio would, show the reply
 switchboard simulate call --from N "Hi"  phone it through the fake VoIPBin, show the answers
@@ -95,13 +95,23 @@ def _topics_create(_: argparse.Namespace) -> int:
 
 
 def _schemas(args: argparse.Namespace) -> int:
-    from shared import schemas
+    from shared import asyncapi, schemas
 
     if args.action == "export":
         print(f"wrote {schemas.export()}")
+        print(f"wrote {asyncapi.export()}")
         return 0
-    if schemas.SCHEMA_FILE.read_text(encoding="utf-8") != schemas.render():
-        print("shared/schemas/v1.json is out of date: run `switchboard schemas export`")
+    stale = [
+        name
+        for name, path, text in (
+            ("shared/schemas/v1.json", schemas.SCHEMA_FILE, schemas.render()),
+            ("docs/asyncapi.yaml", asyncapi.ASYNCAPI_FILE, asyncapi.render()),
+        )
+        if path.read_text(encoding="utf-8") != text
+    ]
+    for name in stale:
+        print(f"{name} is out of date: run `switchboard schemas export`")
+    if stale:
         return 1
     print("schemas up to date")
     return 0
@@ -176,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("--port", type=int, default=None, help="port (default from settings)")
     topics = sub.add_parser("topics", help="manage Kafka topics")
     topics.add_argument("action", choices=["create"])
-    schemas = sub.add_parser("schemas", help="JSON Schemas of the contracts")
+    schemas = sub.add_parser("schemas", help="JSON Schema and AsyncAPI files of the contracts")
     schemas.add_argument("action", choices=["export", "check"])
     fake = sub.add_parser("fake", help="run a provider fake (extra arguments go to it)")
     fake.add_argument("provider", choices=["openai", "twilio", "voipbin"])
