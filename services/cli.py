@@ -81,16 +81,21 @@ def _configure(settings: BaseServiceSettings) -> None:
 
 
 def _topics_create(_: argparse.Namespace) -> int:
+    from services.channels.registry import channel_names
     from services.common.kafka import ensure_topics
 
     settings = BaseServiceSettings()
     _configure(settings)
     created = asyncio.run(
         ensure_topics(
-            settings.kafka_bootstrap_servers, settings.topics.all(), settings.topic_partitions
+            settings.kafka_bootstrap_servers,
+            settings.topics.all(channel_names()),
+            settings.topic_partitions,
         )
     )
-    print(f"topics ready ({len(created)} created): {', '.join(settings.topics.all())}")
+    print(
+        f"topics ready ({len(created)} created): {', '.join(settings.topics.all(channel_names()))}"
+    )
     return 0
 
 

@@ -96,12 +96,6 @@ class BaseServiceSettings(BaseSettings):
             "still could not publish or consume: it is wedged and should be restarted."
         ),
     )
-    chat_outbox_ttl_s: int = Field(
-        default=7 * 24 * 3600,
-        ge=60,
-        validation_alias=plain_env("CHAT_OUTBOX_TTL_S"),
-        description="How long web chat replies wait for a browser that is not connected.",
-    )
     log_level: str = Field(
         default="INFO", validation_alias=plain_env("LOG_LEVEL"), description="Log threshold."
     )

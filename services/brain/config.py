@@ -83,23 +83,6 @@ class BrainSettings(BaseServiceSettings):
     drain_timeout_s: float = Field(
         default=5.0, ge=0, description="On partition revocation, wait this long for turns."
     )
-    sms_collect_window_ms: int = Field(
-        default=2000,
-        ge=0,
-        description="SMS double texting: texts this close together are answered as one turn.",
-    )
-    sms_segment_budget: int = Field(
-        default=3, ge=1, description="Most SMS segments one answer may use."
-    )
-    voice_max_chars: int = Field(
-        default=300, ge=40, description="Longest spoken answer, cut at a sentence boundary."
-    )
-    voice_speech_chars_per_s: float = Field(
-        default=15.0,
-        gt=0,
-        description="Speaking rate assumed to estimate what a caller heard before barging in"
-        " (keep equal to EGRESS_VOICE_SPEECH_CHARS_PER_S).",
-    )
     max_attempts: int = Field(
         default=5, ge=1, description="Attempts at a failing event before it is dead-lettered."
     )

@@ -1,13 +1,14 @@
 """What happens when a customer sends again before the last message was answered.
 
-Each channel has the policy its customers expect:
-- chat: **queue**. Every message gets its own answer, in order.
-- SMS: **collect**. Texts sent within a short window of each other ("hi" / "one more thing"
-  / "my order is late") are answered as one turn, with one SMS back.
-- voice: **interrupt**. The caller speaking again cancels the answer being spoken; they
-  have moved on, and what they heard is recorded as interrupted.
+Each channel gets the policy its customers expect, chosen by its profile:
+- **queue** (the default: web chat). Every message gets its own answer, in order.
+- **collect** (`collect_window_ms` > 0: SMS). Texts sent within the window of each other
+  ("hi" / "one more thing" / "my order is late") are answered as one turn, with one reply.
+- **interrupt** (`interruptible`, speech: phone calls). The caller speaking again cancels
+  the answer being spoken; they have moved on, and what they heard is recorded as
+  interrupted.
 
-Voice in detail (`interrupts`, `supersedes`):
+Interruption in detail (`interrupts`, `supersedes`):
 - A *streamed* voice answer (to a final transcript, keys pressed, or an unheld greeting) is
   interrupted by a newer final transcript, a partial transcript (the caller started
   speaking: barge-in), keys pressed, or the call ending (nobody is listening any more).
@@ -22,7 +23,7 @@ Voice in detail (`interrupts`, `supersedes`):
 
 Provider retries (Twilio resends a webhook with the same MessageSid; each copy is its own
 Kafka record) are not new texts: a `Turn` keeps one message per provider message id, and a
-copy of a text already in an SMS burst is absorbed into it without counting toward the cap
+copy of a text already in a burst is absorbed into it without counting toward the cap
 or holding the window open. Copies of a message answered by an *earlier* turn cannot be
 recognised here; memory's processed record filters them under the conversation lock
 (`TurnProcessor.run`).
@@ -35,8 +36,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from services.brain.calls import answered_whole, is_voice_answer
-from shared.contracts import Channel, InboundMessage, MessageKind
+from services.brain.calls import answered_whole, is_spoken_answer
+from shared.contracts import InboundMessage, MessageKind
 
 
 def distinct(
@@ -83,27 +84,33 @@ class Turn:
         self.interrupted.set()
 
 
+def _window_s(message: InboundMessage) -> float:
+    return message.profile.collect_window_ms / 1000
+
+
 @dataclass(frozen=True)
 class DoubleTextingPolicy:
-    """The per-channel rules, with the SMS collect window."""
+    """The rules, as each message's channel profile sets them (collect window,
+    interruptible)."""
 
-    sms_collect_window_s: float
     max_collected: int = 10
 
     def collects(self, message: InboundMessage) -> bool:
         """Does a turn starting with `message` wait for more texts?"""
         return (
-            message.channel is Channel.SMS
+            message.profile.collect_window_ms > 0
+            and not message.profile.spoken
             and message.kind is MessageKind.TEXT
-            and self.sms_collect_window_s > 0
         )
 
     def joins(self, previous: InboundMessage, message: InboundMessage) -> bool:
-        """Is `message` part of the same SMS burst as `previous` (sent within the window)?"""
+        """Is `message` part of the same burst as `previous` (same channel, in the window)?"""
         if not (self.collects(previous) and self.collects(message)):
             return False
+        if message.channel != previous.channel:
+            return False
         gap = (message.occurred_at - previous.occurred_at).total_seconds()
-        return gap <= self.sms_collect_window_s
+        return gap <= _window_s(message)
 
     def absorbs(self, burst: Sequence[InboundMessage], message: InboundMessage) -> bool:
         """Is `message` a copy of a text already in `burst` (a provider retry)?
@@ -116,16 +123,19 @@ class DoubleTextingPolicy:
     def wait_s(self, last: InboundMessage, now: datetime | None = None) -> float:
         """How much longer a burst ending with `last` stays open for more texts."""
         now = now or datetime.now(UTC)
-        remaining = self.sms_collect_window_s - (now - last.occurred_at).total_seconds()
+        window_s = _window_s(last)
+        remaining = window_s - (now - last.occurred_at).total_seconds()
         # Never longer than one window, even if the sender's clock runs ahead of ours.
-        return min(remaining, self.sms_collect_window_s)
+        return min(remaining, window_s)
 
     @staticmethod
     def interrupts(running: InboundMessage, newer: InboundMessage) -> bool:
-        """Does `newer` barge in on the voice answer being generated for `running`?"""
-        if not (is_voice_answer(running) and not answered_whole(running)):
+        """Does `newer` barge in on the spoken answer being generated for `running`?
+
+        Only on an interruptible channel, by a newer event of the same call's channel."""
+        if not (running.profile.interruptible and is_spoken_answer(running)):
             return False
-        if newer.channel is not Channel.VOICE:
+        if answered_whole(running) or newer.channel != running.channel:
             return False
         if newer.dedupe_key == running.dedupe_key:
             # A provider retry or a race of the same utterance, not a newer one: treating it
@@ -134,7 +144,7 @@ class DoubleTextingPolicy:
             return False
         if newer.kind in (MessageKind.PARTIAL_TRANSCRIPT, MessageKind.CALL_ENDED):
             return True
-        return newer.kind in (MessageKind.TEXT, MessageKind.DTMF) and is_voice_answer(newer)
+        return newer.kind in (MessageKind.TEXT, MessageKind.DTMF) and is_spoken_answer(newer)
 
     @staticmethod
     def supersedes(queued: InboundMessage, newer: InboundMessage) -> bool:
@@ -149,7 +159,7 @@ class DoubleTextingPolicy:
         """Is `queued` a partial transcript whose STOP would only cut the answer to
         `answering`, a voice turn that starts while the partial waits behind it?"""
         return (
-            queued.channel is Channel.VOICE
+            queued.profile.interruptible
             and queued.kind is MessageKind.PARTIAL_TRANSCRIPT
-            and is_voice_answer(answering)
+            and is_spoken_answer(answering)
         )

@@ -15,7 +15,6 @@ from services.brain.double_texting import DoubleTextingPolicy
 from services.brain.engines import Engine, build_engine
 from services.brain.locks import ConversationLocks
 from services.brain.memory import ConversationMemory, MemoryLimits
-from services.brain.shaping import ShapingRules
 from services.brain.turns import ReplySink, TurnProcessor
 from services.brain.worker import TurnRunner, parse_work
 from services.common.deadletter import DeadLetterPublisher
@@ -58,13 +57,8 @@ def build_turn_processor(
         locks=locks,
         publish=publish,
         ops=ops,
-        rules=ShapingRules(
-            sms_segment_budget=settings.sms_segment_budget,
-            voice_max_chars=settings.voice_max_chars,
-        ),
         apology_text=settings.apology_text,
         summary_max_chars=settings.summary_max_chars,
-        speech_chars_per_s=settings.voice_speech_chars_per_s,
     )
 
 
@@ -100,14 +94,17 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
         session_timeout_ms=settings.kafka_session_timeout_ms,
         parse=parse_work,
         handle=TurnRunner(processor, dead_letters, settings.max_attempts),
-        policy=DoubleTextingPolicy(sms_collect_window_s=settings.sms_collect_window_ms / 1000),
+        policy=DoubleTextingPolicy(),
         max_in_flight=settings.max_in_flight,
         drain_timeout_s=settings.drain_timeout_s,
     )
 
     async def join_group() -> None:
         await ensure_topics_eventually(
-            settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
+            # The core topics only: each channel's reply topic is its own side's to create.
+            settings.kafka_bootstrap_servers,
+            topics.core(),
+            settings.topic_partitions,
         )
         await retry_until_done("consumer", consumer.start)
 

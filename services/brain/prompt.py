@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from services.brain.engines.base import EngineTurn
 from services.brain.hangup import HANGUP_MARKER
+from shared.contracts import TextFormat
 
 BASE_PROMPT = (
     "You are the customer assistant of this business. You talk to the same customer across "
@@ -18,10 +19,12 @@ BASE_PROMPT = (
     "brief and honest; if you do not know, say so and offer a human."
 )
 
+_TEXT_STYLE = "This turn is by text message: plain text, no markdown, one or two short sentences."
 _STYLE = {
-    "chat": "This turn is in web chat: short paragraphs; simple markdown is fine.",
-    "sms": "This turn is by SMS: plain text, no markdown, one or two short sentences.",
-    "voice": (
+    TextFormat.MARKDOWN: "This turn is in a chat window: short paragraphs; markdown is fine.",
+    TextFormat.PLAIN: _TEXT_STYLE,
+    TextFormat.GSM7: _TEXT_STYLE,
+    TextFormat.SPEAKABLE: (
         "This turn is spoken on a call: one or two short sentences, no lists, no URLs. When "
         "the caller says goodbye or the conversation is clearly finished, say a short goodbye "
         f"and end your answer with {HANGUP_MARKER} (it hangs up; it is never read aloud)."
@@ -39,9 +42,10 @@ KEYS_PRESSED = "(The caller pressed {keys} on the phone keypad.)"
 """The user text (and remembered utterance) of a keypad press; `keys` as pressed: "1", "12#"."""
 
 
-def system_prompt(channel: str, summary: str = "") -> str:
-    """The system prompt for a turn on `channel`, with the running summary if any."""
-    parts = [BASE_PROMPT, _STYLE.get(channel, "")]
+def system_prompt(text_format: TextFormat, summary: str = "") -> str:
+    """The system prompt for a turn whose answer is delivered as `text_format` (from the
+    channel's profile), with the running summary if any."""
+    parts = [BASE_PROMPT, _STYLE[text_format]]
     if summary:
         parts.append(f"Summary of the earlier conversation: {summary}")
     return "\n\n".join(part for part in parts if part)

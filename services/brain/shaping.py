@@ -1,48 +1,36 @@
 """Shaping one answer for its channel: the only place channel style is enforced.
 
-One brain answer goes in; the text to deliver comes out. Chat keeps markdown and is capped.
-SMS is plain GSM-7-friendly text within a segment budget (see `sms_text`). Voice is plain,
-speakable text short enough to listen to. The rules and the reasons are in docs/shaping.md.
+One brain answer goes in; the text to deliver comes out, as the channel's profile asks
+(`ChannelProfile.text_format` and its budgets). Markdown is kept and capped. Plain text loses
+its markup. GSM-7 text is plain and fits a segment budget (see `sms_text`). Speakable text is
+plain, TTS-friendly and short enough to listen to. The rules and reasons: docs/shaping.md.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from services.brain.sms_text import cut_to_fit, fit_to_segments, normalize_gsm7
-from shared.contracts import Channel
+from shared.contracts import ChannelProfile, TextFormat
 
 MAX_REPLY_CHARS = 4000
-"""Longest chat answer; a model that rambles past it is cut at a boundary."""
+"""Longest markdown answer by default; a model that rambles past it is cut at a boundary."""
+
+DEFAULT_SEGMENT_BUDGET = 3
+"""GSM-7 answers of a profile without `max_segments`: 459 GSM-7 or 201 UCS-2 characters."""
 
 
-@dataclass(frozen=True)
-class ShapingRules:
-    """Per-channel length limits. The defaults suit a support line; tune them per deployment."""
-
-    sms_segment_budget: int = 3
-    """Most SMS segments one answer may use (3 segments: 459 GSM-7 or 201 UCS-2 characters)."""
-    voice_max_chars: int = 300
-    """Longest spoken answer, in characters (about 20 seconds of speech)."""
-    max_reply_chars: int = MAX_REPLY_CHARS
-    """Chat cap, in characters."""
-
-    def __post_init__(self) -> None:
-        for name in ("sms_segment_budget", "voice_max_chars", "max_reply_chars"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1")
-
-
-def shape(channel: Channel, text: str, rules: ShapingRules = ShapingRules()) -> str:
-    """The answer `text` as it should be delivered on `channel`."""
-    if channel is Channel.SMS:
-        return _shape_sms(text, rules)
-    if channel is Channel.VOICE:
-        return _shape_voice(text, rules)
-    return cap_length(text.strip(), rules.max_reply_chars)
+def shape(profile: ChannelProfile, text: str) -> str:
+    """The answer `text` as it should be delivered on a channel with this `profile`."""
+    if profile.text_format is TextFormat.GSM7:
+        return _shape_sms(text, profile.max_segments or DEFAULT_SEGMENT_BUDGET)
+    if profile.text_format is TextFormat.SPEAKABLE:
+        return _shape_voice(text, profile.max_chars)
+    if profile.text_format is TextFormat.PLAIN:
+        return cap_length(strip_markdown(text), profile.max_chars)
+    return cap_length(text.strip(), profile.max_chars)
 
 
 # --- markdown -------------------------------------------------------------------------------
@@ -96,11 +84,11 @@ _LINE_BREAKS = re.compile(r"\s*\n\s*")
 _INLINE_SPACE = re.compile(r"[^\S\n]+")
 
 
-def _shape_sms(text: str, rules: ShapingRules) -> str:
+def _shape_sms(text: str, segment_budget: int) -> str:
     text = normalize_gsm7(strip_markdown(text))
     # Line breaks stay (one septet, like a space, and lists read better), blank lines go.
     text = _INLINE_SPACE.sub(" ", _LINE_BREAKS.sub("\n", text)).strip()
-    return fit_to_segments(text, rules.sms_segment_budget)
+    return fit_to_segments(text, segment_budget)
 
 
 # --- voice ----------------------------------------------------------------------------------
@@ -123,7 +111,7 @@ _WHITESPACE = re.compile(r"\s+")
 _CLAUSE_END = tuple(".!?:;,")
 
 
-def _shape_voice(text: str, rules: ShapingRules) -> str:
+def _shape_voice(text: str, limit: int) -> str:
     text = _MARKDOWN_LINK.sub(r"\1", text)  # a link is heard by its label, never its address
     text = _URL.sub(_spoken_host, text)
     text = _PICTOGRAPHS.sub("", text)
@@ -132,7 +120,6 @@ def _shape_voice(text: str, rules: ShapingRules) -> str:
     text = _lines_as_sentences(text)
     text = _WHITESPACE.sub(" ", text)
     text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text).strip()
-    limit = rules.voice_max_chars
     return cut_to_fit(text, lambda kept: len(kept) <= limit, ellipsis=lambda _: "...")
 
 

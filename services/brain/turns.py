@@ -8,18 +8,19 @@ in quick succession are collected into one turn; see `services.brain.double_text
 2. Messages already processed get their recorded replies republished (same `reply_id`s;
    egress drops the duplicates) and nothing else happens for them, even when the rest of
    the turn is new. Copies of one provider message inside the turn count once (`Turn`).
-3. The rest are answered: engine (an apology if it fails), shaping for the channel. Voice
-   streams sentence by sentence, so the caller hears the first sentence early, and a newer
-   utterance can interrupt the answer (the turn records what was actually said). A voice
-   answer somebody holds a request open for (reply mode SYNC) is one whole reply instead.
-   Call control (call started / ended, the caller speaking) skips the engine and memory and
-   becomes one OPEN / CLOSE / STOP reply (see `services.brain.calls`).
+3. The rest are answered: engine (an apology if it fails), shaping as the channel's profile
+   asks. A channel that takes parts (calls) gets the answer sentence by sentence, so the
+   caller hears the first sentence early, and a newer utterance can interrupt it (the turn
+   records what was actually said). An answer somebody holds a request open for (reply mode
+   SYNC) is one whole reply instead. Call control (call started / ended, the caller
+   speaking) skips the engine and memory and becomes one OPEN / CLOSE / STOP reply (see
+   `services.brain.calls`).
 4. One fenced Lua script records the turn in memory, marks the messages processed and
    releases the lock. If the lock was lost meanwhile, nothing is written or published and
    the turn is retried by whoever owns the conversation now.
 5. The replies are published. A crash before this is healed by redelivery (step 2).
 
-A voice answer ends the call (`Reply.end_call` on its final reply) when the caller's
+A spoken answer ends the call (`Reply.end_call` on its final reply) when the caller's
 utterance was a goodbye (`services.brain.goodbye`), even if the model answered something
 else (the caller has already left in their mind), or when the model ended its answer with
 the hangup marker (`services.brain.hangup`; it is never spoken nor remembered). An
@@ -43,12 +44,12 @@ from redis.exceptions import RedisError
 from services.brain.calls import (
     CONTROL_REPLIES,
     GREETING_FALLBACK,
-    answered_whole,
     caller_said_goodbye,
     engine_text,
     is_control,
-    is_voice_answer,
+    is_spoken_answer,
     remembered_text,
+    streams_parts,
 )
 from services.brain.double_texting import Turn as Turn  # re-exported: the unit of work
 from services.brain.engines.base import Engine, EngineError, EngineRequest
@@ -57,10 +58,9 @@ from services.brain.heard import heard_part
 from services.brain.locks import ConversationLocks, Lease, LockLost
 from services.brain.memory import CommitStatus, ConversationMemory, MemoryEntry, Snapshot
 from services.brain.sentences import sentences
-from services.brain.shaping import ShapingRules, shape
+from services.brain.shaping import shape
 from services.common.ops import OpsEmitter
 from shared.contracts import (
-    Channel,
     InboundMessage,
     Lifecycle,
     MessageKind,
@@ -111,22 +111,18 @@ class TurnProcessor:
         locks: ConversationLocks,
         publish: ReplySink,
         ops: OpsEmitter,
-        rules: ShapingRules,
         apology_text: str,
         summary_max_chars: int,
         greeting_fallback_text: str = GREETING_FALLBACK,
-        speech_chars_per_s: float = 15.0,
     ) -> None:
         self._engine = engine
         self._memory = self.memory = memory
         self._locks = self.locks = locks
         self._publish = publish
         self._ops = ops
-        self._rules = rules
         self._apology_text = apology_text
         self._summary_max_chars = summary_max_chars
         self._greeting_fallback_text = greeting_fallback_text
-        self._speech_chars_per_s = speech_chars_per_s
 
     async def handle(self, message: InboundMessage) -> list[Reply]:
         """Process a single message as its own turn (the common case)."""
@@ -141,7 +137,7 @@ class TurnProcessor:
         replies = await self._run(turn)
         for copy in turn.copies:
             await self._ops.emit(Lifecycle.DEDUPED, reason="copy_in_turn", **_ids(copy))
-            TURNS.labels(copy.channel.value, "redelivered").inc()
+            TURNS.labels(copy.channel, "redelivered").inc()
         return replies
 
     async def _run(self, turn: Turn) -> list[Reply]:
@@ -149,7 +145,7 @@ class TurnProcessor:
         # turn are filtered out below, under the lock, even when the rest is new.
         messages = [m for m in turn.messages if _actionable(m)]
         if not messages:
-            TURNS.labels(turn.first.channel.value, "ignored").inc()
+            TURNS.labels(turn.first.channel, "ignored").inc()
             return []
         keys = [m.dedupe_key for m in messages]
         conversation_id = turn.conversation_id
@@ -208,7 +204,7 @@ class TurnProcessor:
             if outcome is None:
                 continue
             await self._ops.emit(Lifecycle.DEDUPED, reason="already_processed", **_ids(message))
-            TURNS.labels(message.channel.value, "redelivered").inc()
+            TURNS.labels(message.channel, "redelivered").inc()
             for raw in json.loads(outcome).get("replies", []):
                 reply = Reply.model_validate(raw).model_copy(update={"fence": lease.token})
                 if reply.reply_id in seen:
@@ -224,7 +220,7 @@ class TurnProcessor:
         if not await self._memory.absorb(lease, source, message.dedupe_key):
             await self._fenced(message)
             raise LockLost(message.conversation_id)
-        TURNS.labels(message.channel.value, "linked").inc()
+        TURNS.labels(message.channel, "linked").inc()
 
     async def _control(
         self, lease: Lease, messages: Sequence[InboundMessage], snapshot: Snapshot
@@ -253,23 +249,26 @@ class TurnProcessor:
         for message, reply in zip(messages, replies, strict=True):
             await self._publish(reply)
             await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **_ids(message))
-            TURNS.labels(message.channel.value, message.kind.value).inc()
+            TURNS.labels(message.channel, message.kind.value).inc()
         return replies
 
     async def _cut_to_heard(
         self, lease: Lease, snapshot: Snapshot, message: InboundMessage
     ) -> None:
-        """Amend a voice answer the caller talked over (or hung up on) while it played."""
+        """Amend a spoken answer the caller talked over (or hung up on) while it played.
+
+        Only a streamed spoken answer records when its speech started; anything else is left.
+        """
         last = snapshot.recent[-1] if snapshot.recent else None
         if (
             last is None
             or last.role != "assistant"
-            or last.channel != Channel.VOICE.value
             or last.interrupted
             or last.speech_started is None
         ):
             return
-        heard = heard_part(last.text, last.speech_started, time.time(), self._speech_chars_per_s)
+        rate = message.profile.speech_chars_per_s
+        heard = heard_part(last.text, last.speech_started, time.time(), rate)
         if heard is None:
             return
         cut = replace(last, text=heard, interrupted=True)
@@ -289,23 +288,24 @@ class TurnProcessor:
             )
         request = EngineRequest(
             conversation_id=first.conversation_id,
-            channel=first.channel.value,
+            channel=first.channel,
             user_text="\n".join(engine_text(m) for m in turn.messages),
+            text_format=first.profile.text_format,
             history=snapshot.history,
             summary=snapshot.summary,
             budget_s=_budget_for(first),
         )
         fallback = self._apology_text
-        if first.channel is Channel.VOICE and first.kind is MessageKind.GREETING:
+        if first.kind is MessageKind.GREETING:
             fallback = self._greeting_fallback_text
         lost = asyncio.Event()
         async with self._locks.kept_alive(lease, lost.set):
-            if first.channel is Channel.VOICE and not answered_whole(first):
+            if streams_parts(first):
                 answer = await self._speak(turn, request, lease, lost, fallback)
             else:
                 answer = await self._write(turn, request, lease, fallback)
         entries = [
-            MemoryEntry("user", said, m.channel.value)
+            MemoryEntry("user", said, m.channel)
             for m in turn.messages
             if (said := remembered_text(m)) is not None
         ]
@@ -313,7 +313,7 @@ class TurnProcessor:
             MemoryEntry(
                 "assistant",
                 answer.said,
-                first.channel.value,
+                first.channel,
                 interrupted=answer.interrupted,
                 speech_started=answer.speech_started,
             )
@@ -336,8 +336,8 @@ class TurnProcessor:
             await self._publish(reply)
             await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **_ids(first))
         if answer.replies[-1].end_call:
-            log.info("brain.voice.end_call", conversation_id=first.conversation_id)
-        TURNS.labels(first.channel.value, "interrupted" if answer.interrupted else "answered").inc()
+            log.info("brain.call.end_call", conversation_id=first.conversation_id)
+        TURNS.labels(first.channel, "interrupted" if answer.interrupted else "answered").inc()
         if status is CommitStatus.DONE_SUMMARY_DUE:
             await self._summarize(lease)
         return answer.replies
@@ -345,11 +345,14 @@ class TurnProcessor:
     async def _write(
         self, turn: Turn, request: EngineRequest, lease: Lease, fallback: str
     ) -> _Answer:
-        """Chat, SMS and held voice requests: the whole answer at once, shaped for the channel."""
+        """The whole answer at once (text channels, held requests), shaped for the channel."""
         first = turn.first
-        text, hangup = strip_marker(await self._generate(first, request, fallback))
-        text = shape(first.channel, text, self._rules)
-        end_call = first.channel is Channel.VOICE and (hangup or caller_said_goodbye(turn.messages))
+        text = await self._generate(first, request, fallback)
+        end_call = False
+        if first.profile.spoken:  # the hangup marker is asked for on calls only
+            text, hangup = strip_marker(text)
+            end_call = hangup or caller_said_goodbye(turn.messages)
+        text = shape(first.profile, text)
         return _Answer([self._reply(turn, lease, text, end_call=end_call)], said=text)
 
     async def _speak(
@@ -360,7 +363,7 @@ class TurnProcessor:
         lost: asyncio.Event,
         fallback: str,
     ) -> _Answer:
-        """Voice: stream sentence by sentence; a barge-in stops it where the caller was.
+        """Stream sentence by sentence; a barge-in stops it where the caller was.
 
         Each sentence is published as soon as it is complete (after checking the lock is
         still ours), so what was said is exactly the published parts.
@@ -372,7 +375,7 @@ class TurnProcessor:
         marker = MarkerFilter()
 
         async def produce() -> None:
-            budget = self._rules.voice_max_chars
+            budget = first.profile.max_chars
             deltas = self._stream(first, request)
             unmarked = marker.filter(deltas)
             try:
@@ -382,7 +385,7 @@ class TurnProcessor:
                     contextlib.aclosing(sentences(unmarked)) as spoken_sentences,
                 ):
                     async for sentence in spoken_sentences:
-                        spoken = shape(Channel.VOICE, sentence, self._rules)
+                        spoken = shape(first.profile, sentence)
                         if not spoken:
                             continue
                         if said and len(" ".join(said)) + 1 + len(spoken) > budget:
@@ -392,7 +395,7 @@ class TurnProcessor:
                             first_part_at.append(time.time())
                         said.append(spoken)
             except EngineError:
-                apology = shape(Channel.VOICE, fallback, self._rules)
+                apology = shape(first.profile, fallback)
                 await self._emit_part(turn, lease, apology, len(replies), replies)
                 said.append(apology)
 
@@ -436,7 +439,7 @@ class TurnProcessor:
     async def _emit_part(
         self, turn: Turn, lease: Lease, text: str, part: int, replies: list[Reply]
     ) -> None:
-        # Voice parts go out before the turn is recorded (the caller is waiting), so each
+        # Parts go out before the turn is recorded (the caller is waiting), so each
         # is fenced on its own: a worker that lost the lock stops talking.
         if not await self._locks.extend(lease):
             await self._fenced(turn.first)
@@ -542,8 +545,8 @@ class TurnProcessor:
 def _actionable(message: InboundMessage) -> bool:
     if message.kind is MessageKind.IDENTITY_LINKED or is_control(message):
         return True
-    if message.channel is Channel.VOICE:
-        return is_voice_answer(message)
+    if message.profile.spoken:
+        return is_spoken_answer(message)
     return message.kind is MessageKind.TEXT and bool(message.text.strip())
 
 

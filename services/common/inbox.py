@@ -1,27 +1,32 @@
 """Per-instance inbox: how egress reaches the ingress instance that holds a live connection.
 
 Each ingress instance reads one Redis stream, `<prefix>:inbox:<instance id>`, in one loop.
-Egress appends small entries (`kind` plus fields) to the holder's stream; the reader hands
-each entry to the handler registered for its kind. The inbox is a doorbell and a fast path,
-not the record of truth: anything that must survive the instance (a chat reply) is stored
-elsewhere first, so an inbox that dies with its instance loses nothing.
+Egress appends small typed entries (`shared.contracts.inbox`) to the holder's stream; the
+reader parses each by its kind and hands it to the handler registered for that type. The
+inbox is a doorbell and a fast path, not the record of truth: anything that must survive
+the instance (a chat reply) is stored elsewhere first, so an inbox that dies with its
+instance loses nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from services.common.backoff import Backoff, BackoffCounter
 from services.common.health import Dependency
+from shared.contracts.inbox import InboxEntry
 from shared.logs import get_logger
 
 log = get_logger("inbox")
 
-InboxHandler = Callable[[dict[str, str]], Awaitable[None]]
+InboxHandler = Callable[[Any], Awaitable[None]]
+"""Called with the parsed entry, of the type it was registered for."""
 
 INBOX_MAXLEN = 10_000
 INBOX_TTL_S = 3_600
@@ -41,12 +46,11 @@ class InboxWriter:
         self._redis = redis
         self._prefix = prefix
 
-    async def post(self, instance_id: str, kind: str, **fields: str) -> None:
-        """Append one entry of `kind`; bounded length and idle expiry keep dead inboxes small."""
+    async def post(self, instance_id: str, entry: InboxEntry) -> None:
+        """Append one entry; bounded length and idle expiry keep dead inboxes small."""
         key = inbox_key(self._prefix, instance_id)
         async with self._redis.pipeline(transaction=False) as pipe:
-            entry = {"kind": kind, **fields}
-            pipe.xadd(key, entry, maxlen=INBOX_MAXLEN, approximate=True)  # type: ignore[arg-type]  # redis-py's invariant dict type
+            pipe.xadd(key, entry.to_fields(), maxlen=INBOX_MAXLEN, approximate=True)  # type: ignore[arg-type]  # redis-py's invariant dict type
             pipe.expire(key, INBOX_TTL_S)
             await pipe.execute()
 
@@ -57,11 +61,11 @@ class InboxReader:
     def __init__(self, redis: Redis, prefix: str, instance_id: str) -> None:
         self._redis = redis
         self._key = inbox_key(prefix, instance_id)
-        self._handlers: dict[str, InboxHandler] = {}
+        self._handlers: dict[str, tuple[type[InboxEntry], InboxHandler]] = {}
 
-    def on(self, kind: str, handler: InboxHandler) -> None:
-        """Register the handler of one entry kind."""
-        self._handlers[kind] = handler
+    def on(self, entry_type: type[InboxEntry], handler: InboxHandler) -> None:
+        """Register the handler of one entry type (one per kind)."""
+        self._handlers[entry_type.kind] = (entry_type, handler)
 
     async def run(self, block_ms: int = 5_000) -> None:
         """Read until cancelled. Entries are deleted once handled.
@@ -103,12 +107,18 @@ class InboxReader:
                 await asyncio.sleep(waits.failed())
 
     async def _dispatch(self, fields: dict[str, str]) -> None:
-        handler = self._handlers.get(fields.get("kind", ""))
-        if handler is None:
+        registered = self._handlers.get(fields.get("kind", ""))
+        if registered is None:
             log.warning("inbox.entry.unknown_kind", kind=fields.get("kind"))
             return
+        entry_type, handler = registered
         try:
-            await handler(fields)
+            entry = entry_type.from_fields(fields)
+        except ValidationError:
+            log.warning("inbox.entry.malformed", kind=entry_type.kind)
+            return
+        try:
+            await handler(entry)
         except Exception:
             # The entry is a doorbell; the durable copy stays where the handler left it.
             log.exception("inbox.entry.failed", kind=fields.get("kind"))

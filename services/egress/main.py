@@ -1,11 +1,12 @@
-"""Egress composition root: one consumer group per channel's reply topic, plus health."""
+"""Egress composition root: one consumer group per registered channel's reply topic, each
+delivering through that channel's outbound adapter (`services.channels.registry`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiokafka import ConsumerRecord
 from fastapi import FastAPI
@@ -14,16 +15,8 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from prometheus_client import Counter
 
-from services.channels.sdk.outbound import OutputChannel
-from services.channels.sms.client import TwilioClient
-from services.channels.sms.outbound import SendPolicy, SmsOutput
-from services.channels.sms.rate_limit import SenderRateLimit
-from services.channels.sms.store import SmsConsent, SmsLedger
-from services.channels.voipbin.client import RetryPolicy, VoipbinClient
-from services.channels.voipbin.outbound import HangupSchedule, VoiceOutput, VoicePolicy
-from services.channels.voipbin.store import CallRegistry, FetchClaims, ReplyLedger
-from services.channels.webchat.outbound import WebChatOutput
-from services.channels.webchat.store import ChatStore
+from services.channels.registry import CHANNELS
+from services.channels.sdk.plugin import ChannelPlugin, EgressContext, OutboundAdapter
 from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
 from services.common.diagnostics import install_task_dump
@@ -42,8 +35,10 @@ log = get_logger("egress")
 REPLIES_HANDLED = Counter("switchboard_egress_replies_total", "Replies handled", ["channel"])
 
 
-def create_app(settings: EgressSettings | None = None) -> FastAPI:
-    """Build the egress worker."""
+def create_app(
+    settings: EgressSettings | None = None, channels: Sequence[ChannelPlugin] = CHANNELS
+) -> FastAPI:
+    """Build the egress worker for `channels` (default: the registry's)."""
     settings = settings or EgressSettings()
     topics = settings.topics
     client_id = f"egress-{settings.instance_id}"
@@ -52,69 +47,23 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
     redis = make_redis(settings.redis_url)
     ops = OpsEmitter(producer, topics.ops, Stage.EGRESS, settings.instance_id)
     dead_letters = DeadLetterPublisher(producer, topics.dlq_replies, Stage.EGRESS, ops)
-    twilio = TwilioClient(settings, timeout_s=settings.sms_send_timeout_s)
-    voipbin = VoipbinClient(
-        settings,
-        timeout_s=settings.voice_send_timeout_s,
-        retry=RetryPolicy(
-            max_attempts=settings.voice_max_attempts,
-            base_s=settings.voice_backoff_base_s,
-            cap_s=settings.voice_backoff_cap_s,
-            budget_s=settings.voice_retry_budget_s,
-        ),
+    context = EgressContext(
+        settings=settings, redis=redis, ops=ops, inbox=InboxWriter(redis, settings.redis_prefix)
     )
-    inbox = InboxWriter(redis, settings.redis_prefix)
-    outputs: list[OutputChannel] = [
-        WebChatOutput(
-            ChatStore(redis, settings.redis_prefix, outbox_ttl_s=settings.chat_outbox_ttl_s),
-            inbox,
-            ops,
-        ),
-        SmsOutput(
-            client=twilio,
-            # Another instance waits this long for a send in flight elsewhere to finish.
-            ledger=SmsLedger(
-                redis, settings.redis_prefix, lease_ms=int(2_000 * settings.sms_send_timeout_s)
-            ),
-            consent=SmsConsent(redis, settings.redis_prefix, settings.sms_bad_number_ttl_s),
-            rate_limit=SenderRateLimit(redis, settings.redis_prefix, settings.sms_sends_per_second),
-            ops=ops,
-            sender=settings.sender,
-            status_callback=settings.status_callback_url if settings.sms_status_callbacks else None,
-            owner=settings.instance_id,
-            policy=SendPolicy(
-                max_attempts=settings.sms_max_send_attempts,
-                retry_budget_s=settings.sms_retry_budget_s,
-                backoff_base_s=settings.sms_backoff_base_s,
-                backoff_cap_s=settings.sms_backoff_cap_s,
-            ),
-        ),
-        voice := VoiceOutput(
-            client=voipbin,
-            hangups=HangupSchedule(redis, settings.redis_prefix),
-            calls=CallRegistry(redis, settings.redis_prefix),
-            ledger=ReplyLedger(redis, settings.redis_prefix),
-            claims=FetchClaims(redis, settings.redis_prefix),
-            inbox=inbox,
-            ops=ops,
-            policy=VoicePolicy(
-                language=settings.voipbin_language,
-                tts_provider=settings.voipbin_tts_provider,
-                voice_id=settings.voipbin_voice_id,
-                chars_per_s=settings.voice_speech_chars_per_s,
-                hangup_wait_max_s=settings.voice_hangup_wait_max_s,
-                state_wait_s=settings.voice_state_wait_s,
-            ),
-        ),
+    outputs: list[OutboundAdapter] = [
+        plugin.build_outbound(context) for plugin in channels if plugin.build_outbound
     ]
     for output in outputs:
         register_reply_consumer(broker, settings, output, dead_letters)
+    reply_topics = [topics.replies(output.channel) for output in outputs]
 
     subscribed = asyncio.Event()
 
     async def subscribe() -> None:
         await ensure_topics_eventually(
-            settings.kafka_bootstrap_servers, topics.all(), settings.topic_partitions
+            settings.kafka_bootstrap_servers,
+            [*topics.core(), *reply_topics],
+            settings.topic_partitions,
         )
         await retry_until_done("subscribers", broker.start)
         subscribed.set()
@@ -129,7 +78,10 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
         # Kafka may be down at start: serve /readyz (not ready) and subscribe once it answers.
         tasks = [
             asyncio.create_task(subscribe(), name="egress-subscribe"),
-            asyncio.create_task(voice.run_hangups(), name="voice-hangups"),
+            *(
+                asyncio.create_task(output.run(), name=f"{output.channel}-run")
+                for output in outputs
+            ),
         ]
         log.info("egress.started", instance_id=settings.instance_id)
         try:
@@ -140,8 +92,8 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await broker.stop()
             await producer.stop()
-            await twilio.aclose()
-            await voipbin.aclose()
+            for output in outputs:
+                await output.close()
             await redis.aclose()
             log.info("egress.stopped", instance_id=settings.instance_id)
 
@@ -157,7 +109,7 @@ def create_app(settings: EgressSettings | None = None) -> FastAPI:
 def register_reply_consumer(
     broker: KafkaBroker,
     settings: EgressSettings,
-    output: OutputChannel,
+    output: OutboundAdapter,
     dead_letters: DeadLetterPublisher,
 ) -> None:
     """Subscribe `output` to its channel's reply topic: commit only after delivery.
@@ -169,7 +121,7 @@ def register_reply_consumer(
     channel = output.channel
     subscriber = broker.subscriber(
         settings.topics.replies(channel),
-        group_id=settings.group_id(f"egress.{channel.value}"),
+        group_id=settings.group_id(f"egress.{channel}"),
         # Static membership (see BaseServiceSettings.kafka_group_instance_id): one id may
         # serve every channel's group, ids only need to be unique within a group.
         group_instance_id=settings.kafka_group_instance_id,
@@ -189,7 +141,7 @@ def register_reply_consumer(
 
             async def work(record: ConsumerRecord = record) -> None:
                 await output.deliver(parse_event(record, Reply))
-                REPLIES_HANDLED.labels(channel.value).inc()
+                REPLIES_HANDLED.labels(channel).inc()
 
             await process_reliably(record, work, dead_letters, settings.max_attempts)
 

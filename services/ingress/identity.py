@@ -9,15 +9,22 @@ defaults. Rules and the linking flow: docs/identity.md.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 import phonenumbers
 from redis.asyncio import Redis
 
-from shared.contracts import Channel
+from services.channels.sdk.identity import (
+    conversation_in,
+    default_conversation_id,
+    default_realm,
+    realm_name,
+)
+from shared.contracts import Channel, IdentityRealm
 
-PHONE_CHANNELS = frozenset({Channel.SMS, Channel.VOICE})
+__all__ = ["default_conversation_id"]  # re-exported: ingress's callers ask identity for it
+
+
 DEFAULT_REGION = "US"
 _MAX_RAW_PHONE = 64
 # A URI scheme: `whatsapp:`, `messenger:`, `sip:`... (`tel:` is a phone number's own scheme).
@@ -66,58 +73,61 @@ SIP_REALM = "sip"
 """Callers on a SIP softphone: no number, their `sip:user@host` is who they are."""
 
 
-def _realm(channel: Channel) -> str:
-    return "phone" if channel in PHONE_CHANNELS else channel.value
-
-
-def _conversation_in(realm: str, address: str) -> str:
-    digest = hashlib.sha256(f"{realm}:{address}".encode()).hexdigest()[:24]
-    return f"conv_{digest}"
-
-
-def default_conversation_id(channel: Channel, address: str) -> str:
-    """The conversation an unlinked address belongs to (stable, no lookup needed).
-
-    `address` must be canonical (see `IdentityResolver.canonical_address`): E.164 for phones.
-    """
-    return _conversation_in(_realm(channel), address)
-
-
 def _key_in(prefix: str, realm: str, address: str) -> str:
     return f"{prefix}:identity:{realm}:{address}"
 
 
-def identity_key(prefix: str, channel: Channel, address: str) -> str:
+def identity_key(
+    prefix: str, channel: str, address: str, realm: IdentityRealm | None = None
+) -> str:
     """Redis key of the explicit mapping of a canonical address to a conversation id."""
-    return _key_in(prefix, _realm(channel), address)
+    return _key_in(prefix, realm_name(channel, realm), address)
 
 
 class IdentityResolver:
-    """Maps (channel, address) to a conversation id, honouring explicit links in Redis."""
+    """Maps (channel, address) to a conversation id, honouring explicit links in Redis.
+
+    Which realm a channel's addresses live in comes from its profile: ingress declares each
+    channel it mounts (`declare`). A phone channel's addresses are E.164 numbers shared with
+    every other phone channel; any other channel's addresses are its own.
+    """
 
     def __init__(self, redis: Redis, prefix: str, default_region: str = DEFAULT_REGION) -> None:
         self._redis = redis
         self._prefix = prefix
         self.default_region = default_region
+        self._realms: dict[str, IdentityRealm] = {}
 
-    def canonical_address(self, channel: Channel, address: str) -> str:
-        """The address as identity knows it: E.164 for SMS and voice, unchanged otherwise.
+    def declare(self, channel: str, realm: IdentityRealm) -> None:
+        """Record the identity realm of `channel` (from its profile)."""
+        self._realms[channel] = realm
+
+    def realm(self, channel: str) -> IdentityRealm:
+        """The identity realm of `channel`."""
+        return self._realms.get(channel) or default_realm(channel)
+
+    def canonical_address(self, channel: str, address: str) -> str:
+        """The address as identity knows it: E.164 on a phone channel, unchanged otherwise.
 
         Raises `InvalidPhoneNumber` for a phone channel address that is not a phone number;
         channel adapters answer that with a 4xx rather than inventing a conversation.
         """
-        if channel in PHONE_CHANNELS:
+        if self.realm(channel) is IdentityRealm.PHONE:
             return normalize_phone(address, self.default_region, require_valid=False)
         return address
 
-    async def linked_conversation(self, channel: Channel, address: str) -> str | None:
+    def _key(self, channel: str, canonical: str) -> str:
+        return identity_key(self._prefix, channel, canonical, self.realm(channel))
+
+    async def linked_conversation(self, channel: str, address: str) -> str | None:
         """The explicitly mapped conversation of this address, if a link wrote one."""
-        key = identity_key(self._prefix, channel, self.canonical_address(channel, address))
-        linked = await self._redis.get(key)
+        linked = await self._redis.get(self._key(channel, self.canonical_address(channel, address)))
         return str(linked) if linked else None
 
-    async def resolve_caller(self, target: str, call_id: str) -> tuple[str, str]:
-        """`(canonical caller, conversation id)` of someone on a call.
+    async def resolve_caller(
+        self, target: str, call_id: str, channel: str = Channel.VOICE
+    ) -> tuple[str, str]:
+        """`(canonical caller, conversation id)` of someone on a call on a phone channel.
 
         A phone number joins the shared phone realm (the caller's SMS memory and theirs are
         one). A SIP caller (a softphone dialling a Direct Hash) has no number: its
@@ -126,18 +136,19 @@ class IdentityResolver:
         so the call gets a conversation of its own: callers must never share a memory.
         """
         try:
-            number = self.canonical_address(Channel.VOICE, target)
+            number = normalize_phone(target, self.default_region, require_valid=False)
         except InvalidPhoneNumber:
             sip_target = target.strip().removeprefix("sip:").lower()
             if "@" not in sip_target or sip_target.startswith(("anonymous@", "unknown@")):
                 return "", f"conv_call_{call_id}"
             caller = "sip:" + sip_target
             linked = await self._redis.get(_key_in(self._prefix, SIP_REALM, caller))
-            return caller, str(linked) if linked else _conversation_in(SIP_REALM, caller)
-        return number, await self.resolve(Channel.VOICE, number)
+            return caller, str(linked) if linked else conversation_in(SIP_REALM, caller)
+        return number, await self.resolve(channel, number)
 
-    async def resolve(self, channel: Channel, address: str) -> str:
+    async def resolve(self, channel: str, address: str) -> str:
         """The conversation id to key this customer's events by."""
         canonical = self.canonical_address(channel, address)
-        linked = await self._redis.get(identity_key(self._prefix, channel, canonical))
-        return str(linked) if linked else default_conversation_id(channel, canonical)
+        linked = await self._redis.get(self._key(channel, canonical))
+        realm = self.realm(channel)
+        return str(linked) if linked else default_conversation_id(channel, canonical, realm)

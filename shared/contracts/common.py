@@ -13,7 +13,8 @@ SCHEMA_VERSION = 1
 
 
 class Channel(StrEnum):
-    """Where the customer is talking to us. A new channel adds a member here."""
+    """Names of the built-in channels. Channel names are open (`ChannelName`): a new channel
+    picks its own name and declares a `ChannelProfile`; it adds nothing here."""
 
     CHAT = "chat"
     SMS = "sms"

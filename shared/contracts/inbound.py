@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.contracts.common import Channel, Event, TraceContext
+from shared.contracts.common import Event, TraceContext
+from shared.contracts.profile import ChannelName, ChannelProfile, fill_legacy_profile
 
 
 class MessageKind(StrEnum):
@@ -70,7 +72,12 @@ class ReplyMode(BaseModel):
 class InboundMessage(Event):
     """One normalized customer event, keyed on Kafka by `conversation_id`."""
 
-    channel: Channel
+    channel: ChannelName
+    profile: ChannelProfile = Field(
+        default_factory=ChannelProfile,
+        description="How the channel behaves (shaping, bursts, speech). Set by the channel;"
+        " an event of a pre-profile channel without one gets that channel's old profile.",
+    )
     provider_message_id: str = Field(
         min_length=1,
         max_length=256,
@@ -96,7 +103,12 @@ class InboundMessage(Event):
     )
     trace: TraceContext | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_profile(cls, data: Any) -> Any:
+        return fill_legacy_profile(data)
+
     @property
     def dedupe_key(self) -> str:
         """The stable identity of this message across provider retries and redeliveries."""
-        return f"{self.channel.value}:{self.provider_message_id}"
+        return f"{self.channel}:{self.provider_message_id}"

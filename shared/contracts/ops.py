@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from shared.contracts.common import Channel, Event
+from shared.contracts.common import Event
+from shared.contracts.profile import ChannelName
 
 
 class Stage(StrEnum):
@@ -48,7 +49,7 @@ class LifecycleEvent(Event):
     stage: Stage
     step: Lifecycle
     instance_id: str
-    channel: Channel | None = None
+    channel: ChannelName | None = None
     conversation_id: str | None = None
     message_id: str | None = Field(default=None, description="Provider message id, if any.")
     reply_id: str | None = None
@@ -92,7 +93,7 @@ class DeliveryReceipt(Event):
     type: Literal["receipt"] = "receipt"
     reply_id: str
     conversation_id: str
-    channel: Channel
+    channel: ChannelName
     status: DeliveryStatus
     provider_message_id: str | None = None
     error_code: str | None = None

@@ -1,4 +1,4 @@
-"""`Reply`: what the brain publishes, one topic per channel."""
+"""`Reply`: what the brain publishes, on the reply topic of the message's channel."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from enum import StrEnum
 
 from pydantic import Field
 
-from shared.contracts.common import Channel, Event, TraceContext
+from shared.contracts.common import Event, TraceContext
 from shared.contracts.inbound import InboundMessage, ReplyMode
+from shared.contracts.profile import ChannelName
 
 _REPLY_NAMESPACE = uuid.UUID("6f1c1d2e-7a43-5b8e-9c0d-5b9a0c1e2f30")
 
@@ -43,7 +44,7 @@ class Reply(Event):
     reply_id: str = Field(description="Deterministic: see `reply_id_for`. Egress dedupes on it.")
     in_reply_to: str = Field(description="`provider_message_id` of the inbound message answered.")
     conversation_id: str
-    channel: Channel
+    channel: ChannelName
     address: str = Field(description="Where to deliver: E.164 number, chat session id, call id.")
     kind: ReplyKind = ReplyKind.MESSAGE
     text: str = Field(

@@ -109,7 +109,7 @@ class Served:
 
     @property
     def chat(self) -> Any:
-        return self.app.state.chat
+        return self.app.state.channels["chat"]
 
     async def token(self) -> str:
         async with httpx.AsyncClient() as client:

@@ -23,14 +23,15 @@ from pydantic import SecretStr
 from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
-from services.channels.voipbin.actions import FETCH_INBOX_KIND
-from services.channels.voipbin.client import RetryPolicy, VoipbinClient, VoipbinSettings
+from services.channels.voipbin.client import VoipbinClient
+from services.channels.voipbin.errors import RetryPolicy
 from services.channels.voipbin.fake import (
     FakeVoipbinConfig,
     FakeVoipbinServer,
     validate_action_array,
 )
 from services.channels.voipbin.outbound import HangupSchedule, VoiceOutput, VoicePolicy
+from services.channels.voipbin.settings import VoipbinSettings
 from services.channels.voipbin.store import CallRegistry, FetchClaims, FetchOutcome, ReplyLedger
 from services.common.consuming import PermanentFailure
 from services.common.inbox import InboxWriter, inbox_key
@@ -38,6 +39,7 @@ from services.egress.config import EgressSettings
 from services.egress.main import create_app
 from shared.contracts import Channel, DeliveryReceipt, Lifecycle, Reply, ReplyKind, ReplyMode
 from shared.contracts.inbound import ReplyModeKind
+from shared.contracts.inbox import HeldAnswer
 from shared.topics import Topics
 from tests.support.infra import Infra
 from tests.support.kafka import eventually, read_topic
@@ -423,9 +425,9 @@ async def test_a_sync_reply_answers_the_held_fetch_through_the_inbox(rig: Rig) -
     await output.deliver(answer)  # redelivered: no second entry
     entries = await rig.redis.xrange(inbox_key(rig.namespace, "ingress-a"))
     [(_, entry)] = entries
-    assert entry["kind"] == FETCH_INBOX_KIND
+    assert entry["kind"] == HeldAnswer.kind
     assert entry["correlation_id"] == "corr-1"
-    actions = json.loads(entry["actions"])
+    actions = json.loads(entry["body"])
     assert validate_action_array(actions) == []
     assert [a["type"] for a in actions] == ["talk", "hangup"]
     assert actions[0]["option"]["text"] == "We open at nine."
@@ -491,7 +493,11 @@ async def test_a_rate_limited_account_says_each_part_exactly_once(rig: Rig) -> N
 
 
 @pytest.fixture
-def egress_app(infra: Infra, namespace: str) -> Iterator[tuple[EgressSettings, FakeVoipbinServer]]:
+def egress_app(
+    infra: Infra, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[EgressSettings, FakeVoipbinServer]]:
+    # The voice channel's speaking rate (its own setting): speech "plays" in no time here.
+    monkeypatch.setenv("VOIPBIN_SPEECH_CHARS_PER_S", "1000")
     fake = FakeVoipbinServer(FakeVoipbinConfig(access_key=SecretStr(KEY))).start()
     settings = EgressSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
@@ -506,7 +512,6 @@ def egress_app(infra: Infra, namespace: str) -> Iterator[tuple[EgressSettings, F
         voice_backoff_base_s=0.01,
         voice_backoff_cap_s=0.02,
         voice_state_wait_s=0.3,
-        voice_speech_chars_per_s=1000.0,
     )
     with TestClient(create_app(settings)):
         yield settings, fake

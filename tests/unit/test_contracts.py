@@ -73,4 +73,7 @@ def test_topic_names_are_namespaced_and_versioned() -> None:
     topics = Topics("acme")
     assert topics.inbound == "acme.inbound.v1"
     assert topics.replies(Channel.CHAT) == "acme.reply.chat.v1"
-    assert len(set(topics.all())) == len(topics.all()) == 4 + len(Channel)
+    names = [channel.value for channel in Channel]
+    assert len(set(topics.all(names))) == len(topics.all(names)) == 4 + len(Channel)
+    assert set(topics.core()) < set(topics.all(names))
+    assert topics.replies("kiosk") == "acme.reply.kiosk.v1"  # any channel name, no table

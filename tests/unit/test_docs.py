@@ -6,6 +6,7 @@ import pytest
 from pydantic import AliasChoices
 
 from services.brain.config import BrainSettings
+from services.channels.voipbin.profile import VoiceProfileSettings
 from services.egress.config import EgressSettings
 from services.ingress.config import IngressSettings
 from shared.settings import BaseServiceSettings
@@ -17,7 +18,13 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 def env_names() -> set[str]:
     names = set()
-    for cls in (BaseServiceSettings, IngressSettings, BrainSettings, EgressSettings):
+    for cls in (
+        BaseServiceSettings,
+        IngressSettings,
+        BrainSettings,
+        EgressSettings,
+        VoiceProfileSettings,
+    ):
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
             alias = field.validation_alias

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from shared.contracts import TextFormat
+
 Role = Literal["user", "assistant"]
 
 FailureReason = Literal[
@@ -48,6 +50,8 @@ class EngineRequest:
     conversation_id: str
     channel: str
     user_text: str
+    text_format: TextFormat = TextFormat.MARKDOWN
+    """How the answer will be delivered (the channel profile's): picks the style hint."""
     history: Sequence[EngineTurn] = field(default_factory=tuple)
     summary: str = ""
     budget_s: float | None = None

@@ -169,7 +169,7 @@ def classify_openai_error(exc: Exception) -> Failure | None:
 
 def _chat_messages(request: EngineRequest) -> list[ChatCompletionMessageParam]:
     messages: list[ChatCompletionMessageParam] = [
-        {"role": "system", "content": system_prompt(request.channel, request.summary)}
+        {"role": "system", "content": system_prompt(request.text_format, request.summary)}
     ]
     for turn in request.history:
         if turn.role == "user":

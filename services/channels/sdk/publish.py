@@ -1,15 +1,21 @@
-"""Publishing inbound events: the one place ingress hands a message to Kafka."""
+"""Publishing inbound events: the one place ingress hands a message to Kafka.
+
+`ChannelPublisher` is what a channel uses: it builds the `InboundMessage` with the
+channel's name and profile, emits RECEIVED, publishes and waits for Kafka's ack.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
 from services.common.kafka import publish_event
 from services.common.ops import OpsEmitter
 from services.common.producer import KafkaProducer
-from shared.contracts import InboundMessage, Lifecycle
+from shared.contracts import ChannelProfile, InboundMessage, Lifecycle, MessageKind, ReplyMode
+from shared.tracing import new_trace
 
 INBOUND_PUBLISHED = Counter(
     "switchboard_ingress_published_total", "Inbound events acknowledged by Kafka", ["channel"]
@@ -50,7 +56,7 @@ class InboundPublisher:
             raise PublishFailed(str(type(exc).__name__)) from exc
         elapsed = time.perf_counter() - started
         PUBLISH_SECONDS.observe(elapsed)
-        INBOUND_PUBLISHED.labels(message.channel.value).inc()
+        INBOUND_PUBLISHED.labels(message.channel).inc()
         await self._ops.emit(
             Lifecycle.PUBLISHED,
             channel=message.channel,
@@ -59,3 +65,51 @@ class InboundPublisher:
             duration_ms=elapsed * 1000,
             traceparent=message.trace.traceparent if message.trace else None,
         )
+
+
+@dataclass(frozen=True)
+class ChannelPublisher:
+    """Publishes one channel's messages, stamped with its name and profile."""
+
+    name: str
+    profile: ChannelProfile
+    publisher: InboundPublisher
+    ops: OpsEmitter
+
+    async def publish(
+        self,
+        *,
+        provider_message_id: str,
+        address: str,
+        conversation_id: str,
+        kind: MessageKind = MessageKind.TEXT,
+        text: str = "",
+        reply: ReplyMode | None = None,
+        merge_from: str | None = None,
+    ) -> InboundMessage:
+        """Build the message, emit RECEIVED, publish; returns it once Kafka has it.
+
+        Raises `PublishFailed` when Kafka did not acknowledge: the provider must then be
+        told to retry (503, an `unavailable` frame), never that the message was taken.
+        """
+        message = InboundMessage(
+            channel=self.name,
+            profile=self.profile,
+            kind=kind,
+            provider_message_id=provider_message_id,
+            address=address,
+            conversation_id=conversation_id,
+            text=text,
+            reply=reply or ReplyMode(),
+            merge_from=merge_from,
+            trace=new_trace(),
+        )
+        await self.ops.emit(
+            Lifecycle.RECEIVED,
+            channel=self.name,
+            conversation_id=conversation_id,
+            message_id=provider_message_id,
+            traceparent=message.trace.traceparent if message.trace else None,
+        )
+        await self.publisher.publish(message)
+        return message

@@ -20,9 +20,11 @@ from fastapi.responses import Response
 from prometheus_client import Counter
 from starlette.datastructures import ImmutableMultiDict
 
-from services.channels.sdk.publish import InboundPublisher, PublishFailed
+from services.channels.sdk.plugin import NoBackgroundWork
+from services.channels.sdk.publish import ChannelPublisher, PublishFailed
 from services.channels.sms.fields import FormError, inbound_sms, status_callback
 from services.channels.sms.keywords import Keyword, classify
+from services.channels.sms.profile import NAME
 from services.channels.sms.store import SmsConsent, SmsLedger, delivery_status
 from services.channels.sms.twilio import (
     INBOUND_PATH,
@@ -35,9 +37,8 @@ from services.channels.sms.twilio import (
 )
 from services.common.ops import OpsEmitter
 from services.ingress.identity import IdentityResolver
-from shared.contracts import Channel, DeliveryReceipt, DeliveryStatus, InboundMessage, Lifecycle
+from shared.contracts import DeliveryReceipt, DeliveryStatus, Lifecycle
 from shared.logs import get_logger
-from shared.tracing import new_trace
 
 log = get_logger("ingress.sms")
 
@@ -59,16 +60,14 @@ def twiml(message: str | None = None) -> Response:
     return Response(body, media_type="text/xml")
 
 
-class SmsChannel:
-    """Everything Twilio SMS needs on the ingress side."""
-
-    name = Channel.SMS
+class SmsChannel(NoBackgroundWork):
+    """Everything Twilio SMS needs on the ingress side: the inbound adapter of the channel."""
 
     def __init__(
         self,
         *,
         twilio: TwilioSettings,
-        publisher: InboundPublisher,
+        publisher: ChannelPublisher,
         identity: IdentityResolver,
         consent: SmsConsent,
         ledger: SmsLedger,
@@ -115,23 +114,14 @@ class SmsChannel:
             SMS_WEBHOOKS.labels("inbound", "empty").inc()
             return twiml()
 
-        message = InboundMessage(
-            channel=Channel.SMS,
-            provider_message_id=message_sid,
-            address=number,
-            conversation_id=await self._identity.resolve(Channel.SMS, number),
-            text=text[:MAX_SMS_TEXT],
-            trace=new_trace(),
-        )
-        await self._ops.emit(
-            Lifecycle.RECEIVED,
-            channel=Channel.SMS,
-            conversation_id=message.conversation_id,
-            message_id=message_sid,
-            traceparent=message.trace.traceparent if message.trace else None,
-        )
+        conversation_id = await self._identity.resolve(NAME, number)
         try:
-            await self._publisher.publish(message)
+            await self._publisher.publish(
+                provider_message_id=message_sid,
+                address=number,
+                conversation_id=conversation_id,
+                text=text[:MAX_SMS_TEXT],
+            )
         except PublishFailed:
             # Not acknowledged: a 5xx makes Twilio log 11200 and try the fallback URL.
             SMS_WEBHOOKS.labels("inbound", "unavailable").inc()
@@ -176,7 +166,7 @@ class SmsChannel:
                 DeliveryReceipt(
                     reply_id=reply_id,
                     conversation_id=conversation_id,
-                    channel=Channel.SMS,
+                    channel=NAME,
                     status=state,
                     provider_message_id=message_sid,
                     error_code=error_code,
@@ -185,7 +175,7 @@ class SmsChannel:
             if state is DeliveryStatus.DELIVERED:
                 await self._ops.emit(
                     Lifecycle.DELIVERED,
-                    channel=Channel.SMS,
+                    channel=NAME,
                     conversation_id=conversation_id,
                     reply_id=reply_id,
                 )
@@ -207,7 +197,7 @@ class SmsChannel:
         )
         if not self._signatures.is_valid(url, form, request.headers.get(SIGNATURE_HEADER)):
             SMS_WEBHOOKS.labels(kind, "bad_signature").inc()
-            await self._ops.emit(Lifecycle.REJECTED, channel=Channel.SMS, reason="bad_signature")
+            await self._ops.emit(Lifecycle.REJECTED, channel=NAME, reason="bad_signature")
             log.warning("ingress.sms.bad_signature", kind=kind, path=request.url.path)
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -216,17 +206,17 @@ class SmsChannel:
         return form
 
     def _canonical(self, number: str) -> str:
-        return self._identity.canonical_address(Channel.SMS, number)
+        return self._identity.canonical_address(NAME, number)
 
     async def _refuse(self, kind: str, error: FormError) -> HTTPException:
         SMS_WEBHOOKS.labels(kind, "bad_request").inc()
-        await self._ops.emit(Lifecycle.REJECTED, channel=Channel.SMS, reason=error.code)
+        await self._ops.emit(Lifecycle.REJECTED, channel=NAME, reason=error.code)
         # The field's name only: its value may be a number or a message.
         log.info("ingress.sms.bad_request", kind=kind, error=error.code, field=error.field)
         return HTTPException(status.HTTP_400_BAD_REQUEST, error.detail())
 
     async def _observe(self, step: Lifecycle, message_sid: str, reason: str) -> None:
-        await self._ops.emit(step, channel=Channel.SMS, message_id=message_sid, reason=reason)
+        await self._ops.emit(step, channel=NAME, message_id=message_sid, reason=reason)
 
 
 def _with_media_note(body: str, count: int) -> str:

@@ -28,13 +28,14 @@ from services.channels.sms.client import (
     TwilioError,
     TwilioUnreachable,
 )
+from services.channels.sms.profile import NAME
 from services.channels.sms.rate_limit import SenderRateLimit
 from services.channels.sms.store import Claim, ClaimKind, SmsConsent, SmsLedger, delivery_status
 from services.channels.sms.twilio import INVALID_NUMBER_CODES, MAX_BODY_CHARS, UNSUBSCRIBED
 from services.common.backoff import Backoff
 from services.common.consuming import PermanentFailure
 from services.common.ops import OpsEmitter
-from shared.contracts import Channel, DeliveryReceipt, DeliveryStatus, Lifecycle, Reply, ReplyKind
+from shared.contracts import DeliveryReceipt, DeliveryStatus, Lifecycle, Reply, ReplyKind
 from shared.logs import get_logger
 
 log = get_logger("egress.sms")
@@ -66,9 +67,9 @@ class SendPolicy:
 
 
 class SmsOutput:
-    """Output channel for `Channel.SMS`."""
+    """The outbound adapter of SMS: Twilio's REST API, once per reply, within rate limits."""
 
-    channel = Channel.SMS
+    channel = NAME
 
     def __init__(
         self,
@@ -93,10 +94,18 @@ class SmsOutput:
         self._owner = owner
         self._policy = policy or SendPolicy()
 
+    async def run(self) -> None:
+        """Nothing runs in the background: status callbacks arrive through ingress."""
+        return None
+
+    async def close(self) -> None:
+        """Close the Twilio HTTP client."""
+        await self._client.aclose()
+
     async def deliver(self, reply: Reply) -> None:
         """Send `reply` as one SMS at most once; raise `PermanentFailure` to park it."""
         ids = {
-            "channel": Channel.SMS,
+            "channel": NAME,
             "conversation_id": reply.conversation_id,
             "reply_id": reply.reply_id,
         }
@@ -191,7 +200,7 @@ class SmsOutput:
         SMS_SENT.inc()
         await self._ops.emit(
             Lifecycle.QUEUED,
-            channel=Channel.SMS,
+            channel=NAME,
             conversation_id=reply.conversation_id,
             reply_id=reply.reply_id,
             attributes={"provider_message_id": sent.sid, "attempts": attempt},
@@ -223,7 +232,7 @@ class SmsOutput:
             )
             await self._ops.emit(
                 Lifecycle.DEDUPED,
-                channel=Channel.SMS,
+                channel=NAME,
                 conversation_id=reply.conversation_id,
                 reply_id=reply.reply_id,
                 reason="found_at_twilio",
@@ -237,7 +246,7 @@ class SmsOutput:
         await self._ledger.suppress(reply.reply_id, reason)
         await self._ops.emit(
             Lifecycle.REJECTED,
-            channel=Channel.SMS,
+            channel=NAME,
             conversation_id=reply.conversation_id,
             reply_id=reply.reply_id,
             reason=reason,
@@ -256,7 +265,7 @@ class SmsOutput:
             DeliveryReceipt(
                 reply_id=reply.reply_id,
                 conversation_id=reply.conversation_id,
-                channel=Channel.SMS,
+                channel=NAME,
                 status=status,
                 provider_message_id=provider_message_id,
                 error_code=error_code,

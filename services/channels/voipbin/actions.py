@@ -12,7 +12,6 @@ from typing import Any
 
 Action = dict[str, Any]
 
-FETCH_INBOX_KIND = "voice_fetch"
 """Inbox entry kind carrying a held `fetch` request's answer from egress to its holder."""
 
 

@@ -18,28 +18,9 @@ from typing import Any
 import httpx2
 
 from services.channels.voipbin.errors import NO_RETRY, RetryPolicy, VoipbinError, VoipbinUnreachable
-from services.channels.voipbin.settings import EVENTS_PATH, FETCH_PATH, VoipbinSettings, fetch_url
-from services.channels.voipbin.signature import SIGNATURE_HEADER, signature_is_valid
+from services.channels.voipbin.settings import VoipbinSettings
 from services.common.retry_after import retry_after_s
 from shared.logs import get_logger, redact
-
-# Re-exported for importers not yet moved to `errors` / `settings` / `signature`, because
-# their files were being edited elsewhere: services/{ingress,egress}/config.py (VoipbinSettings),
-# services/egress/main.py (RetryPolicy), voipbin/inbound/events.py, voipbin/inbound/fetch.py,
-# voipbin/outbound/output.py and tests/integration/test_voice_egress.py. Remove once they
-# import from the new modules.
-__all__ = [
-    "EVENTS_PATH",
-    "FETCH_PATH",
-    "SIGNATURE_HEADER",
-    "RetryPolicy",
-    "VoipbinClient",
-    "VoipbinError",
-    "VoipbinSettings",
-    "VoipbinUnreachable",
-    "fetch_url",
-    "signature_is_valid",
-]
 
 log = get_logger("voipbin")
 

@@ -27,10 +27,11 @@ from services.channels.webchat.connections import (
     ChatConnection,
     ConnectionRegistry,
 )
+from services.channels.webchat.profile import NAME
 from services.channels.webchat.store import ChatStore, PendingReply
 from services.common.backoff import Backoff, BackoffCounter
 from services.common.ops import OpsEmitter
-from shared.contracts import Channel, DeliveryReceipt, DeliveryStatus, Lifecycle
+from shared.contracts import DeliveryReceipt, DeliveryStatus, Lifecycle
 from shared.logs import ThrottledLog, get_logger
 
 log = get_logger("ingress.chat")
@@ -175,7 +176,7 @@ class ReplyDelivery:
         conversation_id = reply.conversation_id
         await self.ops.emit(
             Lifecycle.DELIVERED,
-            channel=Channel.CHAT,
+            channel=NAME,
             conversation_id=conversation_id,
             reply_id=reply.reply_id,
         )
@@ -183,7 +184,7 @@ class ReplyDelivery:
             DeliveryReceipt(
                 reply_id=reply.reply_id,
                 conversation_id=conversation_id,
-                channel=Channel.CHAT,
+                channel=NAME,
                 status=DeliveryStatus.DELIVERED,
             )
         )

@@ -19,7 +19,7 @@ from prometheus_client import Counter
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnected
 
-from services.channels.sdk.publish import InboundPublisher, PublishFailed
+from services.channels.sdk.publish import ChannelPublisher, PublishFailed
 from services.channels.webchat import frames
 from services.channels.webchat.connections import (
     SOCKET_GONE,
@@ -31,9 +31,9 @@ from services.channels.webchat.store import ChatStore
 from services.channels.webchat.tokens import TokenSigner, new_session_id
 from services.common.ops import OpsEmitter
 from services.ingress.identity import IdentityResolver
-from shared.contracts import Channel, InboundMessage, Lifecycle
+from shared.contracts import Lifecycle
+from shared.contracts.inbox import ChatDoorbell
 from shared.logs import get_logger
-from shared.tracing import new_trace
 
 log = get_logger("ingress.chat")
 
@@ -53,16 +53,14 @@ CLOSE_INTERNAL_ERROR = 1011
 
 
 class WebChatChannel:
-    """Everything web chat needs on the ingress side."""
-
-    name = Channel.CHAT
+    """Everything web chat needs on the ingress side: the inbound adapter of the channel."""
 
     def __init__(
         self,
         *,
         signer: TokenSigner,
         store: ChatStore,
-        publisher: InboundPublisher,
+        publisher: ChannelPublisher,
         identity: IdentityResolver,
         ops: OpsEmitter,
         instance_id: str,
@@ -159,7 +157,7 @@ class WebChatChannel:
 
     async def _refuse(self, connection: ChatConnection, error: frames.FrameError) -> None:
         CHAT_FRAMES_REJECTED.labels(error.code).inc()
-        await self.ops.emit(Lifecycle.REJECTED, channel=Channel.CHAT, reason=error.code)
+        await self.ops.emit(Lifecycle.REJECTED, channel=self.publisher.name, reason=error.code)
         if error.code != "binary_frame":  # answered by the close code instead
             await connection.send(frames.error_frame(error.code, error.message, error.frame_id))
 
@@ -174,7 +172,7 @@ class WebChatChannel:
             return
         session_id = connection.session_id
         try:
-            conversation_id = await self.identity.resolve(Channel.CHAT, session_id)
+            conversation_id = await self.identity.resolve(self.publisher.name, session_id)
         except RedisError as exc:
             # No ack: the page keeps the message and resends the same id after a backoff.
             CHAT_FRAMES_REJECTED.labels("unavailable").inc()
@@ -182,23 +180,13 @@ class WebChatChannel:
             log.debug("ingress.chat.identity_unavailable", error=type(exc).__name__)
             await connection.send(unavailable_frame(frame.id))
             return
-        message = InboundMessage(
-            channel=Channel.CHAT,
-            provider_message_id=f"{session_id}:{frame.id}",
-            address=session_id,
-            conversation_id=conversation_id,
-            text=frame.text,
-            trace=new_trace(),
-        )
-        await self.ops.emit(
-            Lifecycle.RECEIVED,
-            channel=Channel.CHAT,
-            conversation_id=message.conversation_id,
-            message_id=message.provider_message_id,
-            traceparent=message.trace.traceparent if message.trace else None,
-        )
         try:
-            await self.publisher.publish(message)
+            await self.publisher.publish(
+                provider_message_id=f"{session_id}:{frame.id}",
+                address=session_id,
+                conversation_id=conversation_id,
+                text=frame.text,
+            )
         except PublishFailed:
             # No ack: the page keeps the message in its outbox and resends the same id.
             await connection.send(unavailable_frame(frame.id))
@@ -209,9 +197,17 @@ class WebChatChannel:
         """Write every waiting reply of `session_id` to its socket, if this instance holds it."""
         await self.delivery.deliver_pending(session_id)
 
-    async def on_inbox_entry(self, fields: dict[str, str]) -> None:
-        """Inbox handler for `kind=chat`: egress stored a reply for a session we may hold."""
-        await self.delivery.deliver_pending(fields["session_id"])
+    async def on_inbox_entry(self, entry: ChatDoorbell) -> None:
+        """Egress stored a reply for a session this instance may hold: deliver it."""
+        await self.delivery.deliver_pending(entry.session_id)
+
+    async def run(self) -> None:
+        """Keep holder leases of our sockets alive until cancelled."""
+        await self.heartbeat(self.store.holder_ttl_s / 3)
+
+    async def close(self) -> None:
+        """Close every socket at shutdown; browsers reconnect to another instance."""
+        await self.close_all()
 
     async def heartbeat(self, interval_s: float) -> None:
         """Keep holder leases of our sockets alive until cancelled."""

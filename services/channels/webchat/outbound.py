@@ -7,16 +7,19 @@ session with no live socket keeps the reply until the browser reconnects.
 
 from __future__ import annotations
 
+from services.channels.sdk.plugin import NoBackgroundWork
+from services.channels.webchat.profile import NAME
 from services.channels.webchat.store import ChatStore, PendingReply, PutResult, now_ms
 from services.common.inbox import InboxWriter
 from services.common.ops import OpsEmitter
-from shared.contracts import Channel, Lifecycle, Reply
+from shared.contracts import Lifecycle, Reply
+from shared.contracts.inbox import ChatDoorbell
 
 
-class WebChatOutput:
-    """Output channel for `Channel.CHAT`."""
+class WebChatOutput(NoBackgroundWork):
+    """The outbound adapter of web chat: outbox first, then the holder's doorbell."""
 
-    channel = Channel.CHAT
+    channel = NAME
 
     def __init__(self, store: ChatStore, inbox: InboxWriter, ops: OpsEmitter) -> None:
         self._store = store
@@ -39,7 +42,7 @@ class WebChatOutput:
             fence=reply.fence,
         )
         ids = {
-            "channel": Channel.CHAT,
+            "channel": NAME,
             "conversation_id": reply.conversation_id,
             "reply_id": reply.reply_id,
         }
@@ -53,5 +56,5 @@ class WebChatOutput:
         if holder is None:
             await self._ops.emit(Lifecycle.QUEUED, reason="no_live_socket", **ids)
             return
-        await self._inbox.post(holder, "chat", session_id=session_id, reply_id=reply.reply_id)
+        await self._inbox.post(holder, ChatDoorbell(session_id=session_id, reply_id=reply.reply_id))
         await self._ops.emit(Lifecycle.QUEUED, attributes={"holder": holder}, **ids)

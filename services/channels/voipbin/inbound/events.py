@@ -31,15 +31,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
-from services.channels.sdk.publish import InboundPublisher, PublishFailed
-from services.channels.voipbin.client import (
-    EVENTS_PATH,
-    SIGNATURE_HEADER,
-    VoipbinError,
-    VoipbinSettings,
-    VoipbinUnreachable,
-    signature_is_valid,
-)
+from services.channels.sdk.publish import ChannelPublisher, PublishFailed
+from services.channels.voipbin.errors import VoipbinError, VoipbinUnreachable
 from services.channels.voipbin.inbound.callers import CallResolver, UnknownCall
 from services.channels.voipbin.inbound.payloads import (
     CallData,
@@ -50,10 +43,12 @@ from services.channels.voipbin.inbound.payloads import (
     parse_envelope,
     validated,
 )
+from services.channels.voipbin.profile import NAME
+from services.channels.voipbin.settings import EVENTS_PATH, VoipbinSettings
+from services.channels.voipbin.signature import SIGNATURE_HEADER, signature_is_valid
 from services.common.ops import OpsEmitter
-from shared.contracts import Channel, InboundMessage, Lifecycle, MessageKind
+from shared.contracts import Lifecycle, MessageKind
 from shared.logs import get_logger
-from shared.tracing import new_trace
 
 log = get_logger("ingress.voice")
 
@@ -75,7 +70,7 @@ class VoipbinEvents:
         *,
         settings: VoipbinSettings,
         resolver: CallResolver,
-        publisher: InboundPublisher,
+        publisher: ChannelPublisher,
         ops: OpsEmitter,
     ) -> None:
         self._secret = settings.voipbin_webhook_secret.get_secret_value()
@@ -124,7 +119,7 @@ class VoipbinEvents:
             await self._registry.mark_event(key)
         except UnknownCall as exc:
             VOICE_EVENTS.labels(event_type, "unknown_call").inc()
-            await self._ops.emit(Lifecycle.REJECTED, channel=Channel.VOICE, reason="unknown_call")
+            await self._ops.emit(Lifecycle.REJECTED, channel=NAME, reason="unknown_call")
             log.warning("ingress.voice.unknown_call", type=event_type, reason=str(exc))
             return _ok("unknown_call")
         except (PublishFailed, VoipbinUnreachable, RedisError, TimeoutError) as exc:
@@ -143,7 +138,7 @@ class VoipbinEvents:
             return
         if not signature_is_valid(self._secret, body, signature):
             VOICE_EVENTS.labels("any", "bad_signature").inc()
-            await self._ops.emit(Lifecycle.REJECTED, channel=Channel.VOICE, reason="bad_signature")
+            await self._ops.emit(Lifecycle.REJECTED, channel=NAME, reason="bad_signature")
             log.warning("ingress.voice.bad_signature", signed=signature is not None)
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
@@ -152,7 +147,7 @@ class VoipbinEvents:
 
     async def _refuse(self, error: PayloadError) -> HTTPException:
         VOICE_EVENTS.labels("any", "bad_request").inc()
-        await self._ops.emit(Lifecycle.REJECTED, channel=Channel.VOICE, reason=error.code)
+        await self._ops.emit(Lifecycle.REJECTED, channel=NAME, reason=error.code)
         # The field's name only: its value is the sender's (and may be a caller's words).
         log.info("ingress.voice.bad_request", error=error.code, field=error.field)
         return HTTPException(status.HTTP_400_BAD_REQUEST, error.detail())
@@ -228,23 +223,13 @@ class VoipbinEvents:
         provider_message_id: str,
         text: str = "",
     ) -> None:
-        message = InboundMessage(
-            channel=Channel.VOICE,
+        await self._publisher.publish(
             kind=kind,
             provider_message_id=provider_message_id,
             address=call_id,
             conversation_id=conversation_id,
             text=text,
-            trace=new_trace(),
         )
-        await self._ops.emit(
-            Lifecycle.RECEIVED,
-            channel=Channel.VOICE,
-            conversation_id=conversation_id,
-            message_id=provider_message_id,
-            traceparent=message.trace.traceparent if message.trace else None,
-        )
-        await self._publisher.publish(message)
 
 
 def _ok(outcome: str) -> JSONResponse:

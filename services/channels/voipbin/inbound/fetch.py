@@ -36,23 +36,22 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 
-from services.channels.sdk.publish import InboundPublisher, PublishFailed
+from services.channels.sdk.publish import ChannelPublisher, PublishFailed
 from services.channels.voipbin import actions as actions
-from services.channels.voipbin.client import FETCH_PATH, fetch_url
 from services.channels.voipbin.inbound.callers import CallResolver
 from services.channels.voipbin.inbound.payloads import PayloadError, parse_fetch
+from services.channels.voipbin.profile import NAME
+from services.channels.voipbin.settings import FETCH_PATH, fetch_url
 from services.channels.voipbin.store import CALL_TTL_S, FetchClaims, FetchOutcome
 from services.common.ops import OpsEmitter
 from shared.contracts import (
-    Channel,
-    InboundMessage,
     Lifecycle,
     MessageKind,
     ReplyMode,
     ReplyModeKind,
 )
+from shared.contracts.inbox import HeldAnswer
 from shared.logs import get_logger
-from shared.tracing import new_trace
 
 log = get_logger("ingress.voice.fetch")
 
@@ -78,7 +77,7 @@ class VoipbinFetch:
         token: str,
         public_base_url: str,
         resolver: CallResolver,
-        publisher: InboundPublisher,
+        publisher: ChannelPublisher,
         claims: FetchClaims,
         ops: OpsEmitter,
         instance_id: str,
@@ -113,9 +112,7 @@ class VoipbinFetch:
         """One `fetch` action: always 200 and a bare action array, unless the token is wrong."""
         if not hmac.compare_digest(token.encode(), self._token.encode()):
             FETCHES.labels("bad_token").inc()
-            await self._ops.emit(
-                Lifecycle.REJECTED, channel=Channel.VOICE, reason="bad_fetch_token"
-            )
+            await self._ops.emit(Lifecycle.REJECTED, channel=NAME, reason="bad_fetch_token")
             raise HTTPException(
                 status.HTTP_404_NOT_FOUND, {"error": "not_found", "message": "Not Found"}
             )
@@ -128,7 +125,7 @@ class VoipbinFetch:
         except PayloadError as error:
             # Outside the fallback below: a request VoIPBin never sends is refused, not played.
             FETCHES.labels("bad_request").inc()
-            await self._ops.emit(Lifecycle.REJECTED, channel=Channel.VOICE, reason=error.code)
+            await self._ops.emit(Lifecycle.REJECTED, channel=NAME, reason=error.code)
             log.info("ingress.voice.fetch.bad_request", error=error.code, field=error.field)
             raise HTTPException(status.HTTP_400_BAD_REQUEST, error.detail()) from None
         digits = request.query_params.get("digits", "").strip()
@@ -144,13 +141,13 @@ class VoipbinFetch:
         FETCH_SECONDS.observe(loop.time() - started)
         return JSONResponse(answer)
 
-    async def on_inbox_entry(self, fields: dict[str, str]) -> None:
-        """Egress's formatted answer for a held request (inbox kind `voice_fetch`)."""
-        future = self._pending.get(fields.get("correlation_id", ""))
+    async def on_inbox_entry(self, entry: HeldAnswer) -> None:
+        """Egress's formatted answer for a held request: a VoIPBin action array."""
+        future = self._pending.get(entry.correlation_id)
         if future is None or future.done():
             return  # answered by the fallback already, or held by an instance that restarted
         try:
-            answer = json.loads(fields.get("actions", ""))
+            answer = json.loads(entry.body)
         except ValueError:
             answer = None
         if isinstance(answer, list) and all(isinstance(a, dict) and "type" in a for a in answer):
@@ -270,23 +267,14 @@ class VoipbinFetch:
         text: str = "",
         mode: ReplyMode | None = None,
     ) -> None:
-        message = InboundMessage(
-            channel=Channel.VOICE,
+        await self._publisher.publish(
             kind=kind,
             provider_message_id=message_id,
             address=call_id,
             conversation_id=conversation_id,
             text=text,
-            reply=mode or ReplyMode(),
-            trace=new_trace(),
+            reply=mode,
         )
-        await self._ops.emit(
-            Lifecycle.RECEIVED,
-            channel=Channel.VOICE,
-            conversation_id=conversation_id,
-            message_id=message_id,
-        )
-        await self._publisher.publish(message)
 
 
 def _now_ms() -> int:

@@ -12,10 +12,12 @@ from typing import Any
 from prometheus_client import Counter
 
 from services.channels.voipbin import actions as voipbin_actions
-from services.channels.voipbin.client import VoipbinClient, VoipbinError
+from services.channels.voipbin.client import VoipbinClient
+from services.channels.voipbin.errors import VoipbinError
 from services.channels.voipbin.outbound.guard import CallGuard, CallOver, SpeakingLost
 from services.channels.voipbin.outbound.hangups import HangupSchedule, drain_forever
 from services.channels.voipbin.outbound.policy import VoicePolicy
+from services.channels.voipbin.profile import NAME
 from services.channels.voipbin.store import (
     CallRecord,
     CallRegistry,
@@ -26,7 +28,8 @@ from services.channels.voipbin.store import (
 from services.common.consuming import PermanentFailure
 from services.common.inbox import InboxWriter
 from services.common.ops import OpsEmitter
-from shared.contracts import Channel, Lifecycle, Reply, ReplyKind, ReplyModeKind
+from shared.contracts import Lifecycle, Reply, ReplyKind, ReplyModeKind
+from shared.contracts.inbox import HeldAnswer
 from shared.logs import get_logger
 
 log = get_logger("egress.voice")
@@ -40,9 +43,9 @@ _SPOKEN = "spoken"
 
 
 class VoiceOutput:
-    """Output channel for `Channel.VOICE`: `Reply.address` is the VoIPBin call id."""
+    """The outbound adapter of VoIPBin voice: `Reply.address` is the VoIPBin call id."""
 
-    channel = Channel.VOICE
+    channel = NAME
 
     def __init__(
         self,
@@ -173,10 +176,11 @@ class VoiceOutput:
             )
             await self._inbox.post(
                 holder,
-                voipbin_actions.FETCH_INBOX_KIND,
-                correlation_id=correlation_id,
-                reply_id=reply.reply_id,
-                actions=json.dumps(actions),
+                HeldAnswer(
+                    correlation_id=correlation_id,
+                    reply_id=reply.reply_id,
+                    body=json.dumps(actions),
+                ),
             )
             # The `talk` plays in the call too: a later hangup waits for it.
             await self._queue_speech(reply.address, reply.text.strip())
@@ -278,7 +282,7 @@ def _now_ms() -> int:
 
 def _ids(reply: Reply) -> dict[str, Any]:
     return {
-        "channel": Channel.VOICE,
+        "channel": NAME,
         "conversation_id": reply.conversation_id,
         "reply_id": reply.reply_id,
     }
