@@ -30,99 +30,31 @@ interrupted answer never ends the call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Sequence
 
-from prometheus_client import Counter, Histogram
-from redis.exceptions import RedisError
-
+from services.brain.call_turns import CallTurns
 from services.brain.calls import (
-    CONTROL_REPLIES,
-    GREETING_FALLBACK,
     caller_said_goodbye,
     engine_text,
     is_control,
-    is_spoken_answer,
     remembered_text,
     streams_parts,
 )
 from services.brain.double_texting import Turn as Turn  # re-exported: the unit of work
-from services.brain.engines.base import Engine, EngineError, EngineRequest
-from services.brain.hangup import MarkerFilter, strip_marker
-from services.brain.heard import heard_part
-from services.brain.locks import ConversationLocks, Lease, LockLost
-from services.brain.memory import CommitStatus, ConversationMemory, MemoryEntry, Snapshot
-from services.brain.sentences import sentences
+from services.brain.engines.base import EngineError, EngineRequest
+from services.brain.hangup import strip_marker
+from services.brain.locks import Lease, LockLost
+from services.brain.memory import CommitStatus, MemoryEntry, Snapshot
 from services.brain.shaping import shape
-from services.common.ops import OpsEmitter
-from shared.contracts import (
-    InboundMessage,
-    Lifecycle,
-    MessageKind,
-    Reply,
-    ReplyKind,
-    reply_id_for,
-)
-from shared.logs import get_logger
-from shared.tracing import child_of
+from services.brain.turn_base import TURNS, Answer, ReplySink, actionable, budget_for, ids_of, log
+from shared.contracts import InboundMessage, Lifecycle, MessageKind, Reply
 
-log = get_logger("brain.turns")
-
-ReplySink = Callable[[Reply], Awaitable[None]]
-
-TURNS = Counter("switchboard_brain_turns_total", "Turns handled", ["channel", "outcome"])
-MODEL_SECONDS = Histogram("switchboard_brain_model_seconds", "Engine time per turn", ["engine"])
-
-SYNC_DEADLINE_MARGIN_S = 0.3
-"""Time kept back from a sync deadline for shaping, publishing and delivery."""
+__all__ = ["ReplySink", "Turn", "TurnProcessor"]
 
 
-@dataclass
-class _Answer:
-    """What a turn produced and what the customer got to see or hear of it."""
-
-    replies: list[Reply]
-    """Every reply of the turn, in order: republished as they are on a redelivery."""
-    said: str
-    interrupted: bool = False
-    already_published: int = 0
-    """Leading replies that went out before the turn was recorded (voice sentences)."""
-    speech_started: float | None = None
-    """Voice: when the first sentence went out (wall clock, as memory entries are)."""
-
-    @property
-    def after_commit(self) -> list[Reply]:
-        return self.replies[self.already_published :]
-
-
-class TurnProcessor:
+class TurnProcessor(CallTurns):
     """Answers turns using memory, a lock per conversation and an engine."""
-
-    def __init__(
-        self,
-        *,
-        engine: Engine,
-        memory: ConversationMemory,
-        locks: ConversationLocks,
-        publish: ReplySink,
-        ops: OpsEmitter,
-        apology_text: str,
-        summary_max_chars: int,
-        greeting_fallback_text: str = GREETING_FALLBACK,
-    ) -> None:
-        self._engine = engine
-        self._memory = self.memory = memory
-        self._locks = self.locks = locks
-        self._publish = publish
-        self._ops = ops
-        self._apology_text = apology_text
-        self._summary_max_chars = summary_max_chars
-        self._greeting_fallback_text = greeting_fallback_text
 
     async def handle(self, message: InboundMessage) -> list[Reply]:
         """Process a single message as its own turn (the common case)."""
@@ -136,14 +68,14 @@ class TurnProcessor:
         """
         replies = await self._run(turn)
         for copy in turn.copies:
-            await self._ops.emit(Lifecycle.DEDUPED, reason="copy_in_turn", **_ids(copy))
+            await self._ops.emit(Lifecycle.DEDUPED, reason="copy_in_turn", **ids_of(copy))
             TURNS.labels(copy.channel, "redelivered").inc()
         return replies
 
     async def _run(self, turn: Turn) -> list[Reply]:
         # `turn.messages` holds each provider message once; those processed by an earlier
         # turn are filtered out below, under the lock, even when the rest is new.
-        messages = [m for m in turn.messages if _actionable(m)]
+        messages = [m for m in turn.messages if actionable(m)]
         if not messages:
             TURNS.labels(turn.first.channel, "ignored").inc()
             return []
@@ -158,7 +90,7 @@ class TurnProcessor:
         try:
             if lease.contended:
                 await self._ops.emit(
-                    Lifecycle.LOCK_WAIT, duration_ms=lease.waited_s * 1000, **_ids(turn.first)
+                    Lifecycle.LOCK_WAIT, duration_ms=lease.waited_s * 1000, **ids_of(turn.first)
                 )
             published = await self._republish_processed(messages, snapshot, lease)
             pending = [m for m in messages if m.dedupe_key not in snapshot.processed]
@@ -178,21 +110,6 @@ class TurnProcessor:
             if not released:
                 await self._release(lease)
 
-    async def _release(self, lease: Lease) -> None:
-        """Release, retrying a transient Redis error: an unreleased lock stalls the
-        conversation until its lease runs out."""
-        for attempt in range(3):
-            try:
-                await self._locks.release(lease)
-                return
-            except RedisError:
-                if attempt == 2:
-                    log.warning("brain.lock.release_failed", conversation_id=lease.conversation_id)
-                    return
-                await asyncio.sleep(0.05 * (attempt + 1))
-
-    # -- steps -----------------------------------------------------------------------------
-
     async def _republish_processed(
         self, messages: Sequence[InboundMessage], snapshot: Snapshot, lease: Lease
     ) -> list[Reply]:
@@ -203,7 +120,7 @@ class TurnProcessor:
             outcome = snapshot.processed.get(message.dedupe_key)
             if outcome is None:
                 continue
-            await self._ops.emit(Lifecycle.DEDUPED, reason="already_processed", **_ids(message))
+            await self._ops.emit(Lifecycle.DEDUPED, reason="already_processed", **ids_of(message))
             TURNS.labels(message.channel, "redelivered").inc()
             for raw in json.loads(outcome).get("replies", []):
                 reply = Reply.model_validate(raw).model_copy(update={"fence": lease.token})
@@ -222,69 +139,12 @@ class TurnProcessor:
             raise LockLost(message.conversation_id)
         TURNS.labels(message.channel, "linked").inc()
 
-    async def _control(
-        self, lease: Lease, messages: Sequence[InboundMessage], snapshot: Snapshot
-    ) -> list[Reply]:
-        """Call control: one OPEN / CLOSE / STOP reply each; no engine, no new memory entry.
-
-        The caller speaking (or hanging up) while the last answer is still playing cuts
-        that answer in memory to what they heard (`services.brain.heard`).
-
-        Fenced and recorded like any turn (under the lock the scheduler leaves free for it,
-        so it costs one more Redis round trip): the reply carries a fence and a redelivery
-        republishes it with the same `reply_id`, which egress drops.
-        """
-        replies = [
-            self._reply(Turn([m]), lease, "", kind=CONTROL_REPLIES[m.kind]) for m in messages
-        ]
-        if any(m.kind is not MessageKind.CALL_STARTED for m in messages):
-            await self._cut_to_heard(lease, snapshot, messages[0])
-        outcome = json.dumps({"replies": [r.model_dump(mode="json") for r in replies]})
-        status = await self._memory.commit(lease, [m.dedupe_key for m in messages], [], outcome)
-        if status is CommitStatus.FENCED:
-            await self._fenced(messages[0])
-            raise LockLost(messages[0].conversation_id)
-        if status is CommitStatus.DONE_SUMMARY_DUE:
-            await self._release(lease)  # summarizing waits for the next answered turn
-        for message, reply in zip(messages, replies, strict=True):
-            await self._publish(reply)
-            await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **_ids(message))
-            TURNS.labels(message.channel, message.kind.value).inc()
-        return replies
-
-    async def _cut_to_heard(
-        self, lease: Lease, snapshot: Snapshot, message: InboundMessage
-    ) -> None:
-        """Amend a spoken answer the caller talked over (or hung up on) while it played.
-
-        Only a streamed spoken answer records when its speech started; anything else is left.
-        """
-        last = snapshot.recent[-1] if snapshot.recent else None
-        if (
-            last is None
-            or last.role != "assistant"
-            or last.interrupted
-            or last.speech_started is None
-        ):
-            return
-        rate = message.profile.speech_chars_per_s
-        heard = heard_part(last.text, last.speech_started, time.time(), rate)
-        if heard is None:
-            return
-        cut = replace(last, text=heard, interrupted=True)
-        if await self._memory.amend_last(lease, last, cut):
-            await self._ops.emit(
-                Lifecycle.INTERRUPTED,
-                attributes={"heard_chars": len(heard), "said_chars": len(last.text)},
-                **_ids(message),
-            )
-
     async def _answer(self, turn: Turn, snapshot: Snapshot, lease: Lease) -> list[Reply]:
         """Generate, record (releasing the lock) and publish; returns the turn's replies."""
         first = turn.first
         for extra in turn.messages[1:]:
             await self._ops.emit(
-                Lifecycle.COLLECTED, attributes={"into": first.provider_message_id}, **_ids(extra)
+                Lifecycle.COLLECTED, attributes={"into": first.provider_message_id}, **ids_of(extra)
             )
         request = EngineRequest(
             conversation_id=first.conversation_id,
@@ -293,7 +153,7 @@ class TurnProcessor:
             text_format=first.profile.text_format,
             history=snapshot.history,
             summary=snapshot.summary,
-            budget_s=_budget_for(first),
+            budget_s=budget_for(first),
         )
         fallback = self._apology_text
         if first.kind is MessageKind.GREETING:
@@ -334,7 +194,7 @@ class TurnProcessor:
             raise LockLost(first.conversation_id)
         for reply in answer.after_commit:
             await self._publish(reply)
-            await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **_ids(first))
+            await self._ops.emit(Lifecycle.REPLY_EMITTED, reply_id=reply.reply_id, **ids_of(first))
         if answer.replies[-1].end_call:
             log.info("brain.call.end_call", conversation_id=first.conversation_id)
         TURNS.labels(first.channel, "interrupted" if answer.interrupted else "answered").inc()
@@ -344,7 +204,7 @@ class TurnProcessor:
 
     async def _write(
         self, turn: Turn, request: EngineRequest, lease: Lease, fallback: str
-    ) -> _Answer:
+    ) -> Answer:
         """The whole answer at once (text channels, held requests), shaped for the channel."""
         first = turn.first
         text = await self._generate(first, request, fallback)
@@ -353,100 +213,7 @@ class TurnProcessor:
             text, hangup = strip_marker(text)
             end_call = hangup or caller_said_goodbye(turn.messages)
         text = shape(first.profile, text)
-        return _Answer([self._reply(turn, lease, text, end_call=end_call)], said=text)
-
-    async def _speak(
-        self,
-        turn: Turn,
-        request: EngineRequest,
-        lease: Lease,
-        lost: asyncio.Event,
-        fallback: str,
-    ) -> _Answer:
-        """Stream sentence by sentence; a barge-in stops it where the caller was.
-
-        Each sentence is published as soon as it is complete (after checking the lock is
-        still ours), so what was said is exactly the published parts.
-        """
-        first = turn.first
-        said: list[str] = []
-        replies: list[Reply] = []
-        first_part_at: list[float] = []
-        marker = MarkerFilter()
-
-        async def produce() -> None:
-            budget = first.profile.max_chars
-            deltas = self._stream(first, request)
-            unmarked = marker.filter(deltas)
-            try:
-                async with (
-                    contextlib.aclosing(deltas),
-                    contextlib.aclosing(unmarked),
-                    contextlib.aclosing(sentences(unmarked)) as spoken_sentences,
-                ):
-                    async for sentence in spoken_sentences:
-                        spoken = shape(first.profile, sentence)
-                        if not spoken:
-                            continue
-                        if said and len(" ".join(said)) + 1 + len(spoken) > budget:
-                            break
-                        await self._emit_part(turn, lease, spoken, len(replies), replies)
-                        if not first_part_at:
-                            first_part_at.append(time.time())
-                        said.append(spoken)
-            except EngineError:
-                apology = shape(first.profile, fallback)
-                await self._emit_part(turn, lease, apology, len(replies), replies)
-                said.append(apology)
-
-        producer = asyncio.create_task(produce())
-        interrupted = asyncio.create_task(turn.interrupted.wait())
-        lock_lost = asyncio.create_task(lost.wait())
-        try:
-            await asyncio.wait(
-                {producer, interrupted, lock_lost}, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for task in (interrupted, lock_lost):
-                task.cancel()
-        if not producer.done():
-            producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
-            if lost.is_set():
-                raise LockLost(first.conversation_id)
-            stop = self._reply(turn, lease, "", part=len(replies), kind=ReplyKind.STOP)
-            await self._publish(stop)
-            await self._ops.emit(
-                Lifecycle.INTERRUPTED, attributes={"parts_said": len(said)}, **_ids(first)
-            )
-            return _Answer(
-                [*replies, stop],
-                " ".join(said),
-                interrupted=True,
-                already_published=len(replies) + 1,
-            )
-        producer.result()
-        end_call = marker.found or caller_said_goodbye(turn.messages)
-        final = self._reply(turn, lease, "", part=len(replies), end_call=end_call)
-        return _Answer(
-            [*replies, final],
-            " ".join(said),
-            already_published=len(replies),
-            speech_started=first_part_at[0] if first_part_at else None,
-        )
-
-    async def _emit_part(
-        self, turn: Turn, lease: Lease, text: str, part: int, replies: list[Reply]
-    ) -> None:
-        # Parts go out before the turn is recorded (the caller is waiting), so each
-        # is fenced on its own: a worker that lost the lock stops talking.
-        if not await self._locks.extend(lease):
-            await self._fenced(turn.first)
-            raise LockLost(turn.conversation_id)
-        reply = self._reply(turn, lease, text, part=part, final=False)
-        await self._publish(reply)
-        replies.append(reply)
+        return Answer([self._reply(turn, lease, text, end_call=end_call)], said=text)
 
     async def _summarize(self, lease: Lease) -> None:
         """Fold the overflow into the running summary; keep the overflow if that fails."""
@@ -462,107 +229,3 @@ class TurnProcessor:
             return
         if not await self._memory.fold_summary(lease, summary, len(folded)):
             log.warning("brain.summary.fenced", conversation_id=lease.conversation_id)
-
-    async def _generate(
-        self, message: InboundMessage, request: EngineRequest, fallback: str
-    ) -> str:
-        ids = _ids(message)
-        await self._ops.emit(Lifecycle.LLM_START, attributes={"engine": self._engine.name}, **ids)
-        started = time.perf_counter()
-        try:
-            text = await self._engine.generate(request)
-        except EngineError as exc:
-            await self._engine_failed(message, exc, started)
-            return fallback
-        elapsed = time.perf_counter() - started
-        MODEL_SECONDS.labels(self._engine.name).observe(elapsed)
-        await self._ops.emit(Lifecycle.LLM_END, duration_ms=elapsed * 1000, **ids)
-        return text
-
-    async def _stream(
-        self, message: InboundMessage, request: EngineRequest
-    ) -> AsyncGenerator[str, None]:
-        ids = _ids(message)
-        await self._ops.emit(Lifecycle.LLM_START, attributes={"engine": self._engine.name}, **ids)
-        started = time.perf_counter()
-        try:
-            async for delta in self._engine.stream(request):
-                yield delta
-        except EngineError as exc:
-            await self._engine_failed(message, exc, started)
-            raise
-        elapsed = time.perf_counter() - started
-        MODEL_SECONDS.labels(self._engine.name).observe(elapsed)
-        await self._ops.emit(Lifecycle.LLM_END, duration_ms=elapsed * 1000, **ids)
-
-    async def _engine_failed(
-        self, message: InboundMessage, exc: EngineError, started: float
-    ) -> None:
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        log.warning("brain.engine.failed", engine=self._engine.name, reason=exc.reason)
-        await self._ops.emit(
-            Lifecycle.FAILED,
-            reason=f"engine:{exc.reason}",
-            duration_ms=elapsed_ms,
-            attributes={"attempts": exc.attempts},
-            **_ids(message),
-        )
-
-    async def _fenced(self, message: InboundMessage) -> None:
-        log.warning("brain.lock.lost", conversation_id=message.conversation_id)
-        await self._ops.emit(Lifecycle.FENCED, **_ids(message))
-
-    def _reply(
-        self,
-        turn: Turn,
-        lease: Lease,
-        text: str,
-        *,
-        part: int = 0,
-        final: bool = True,
-        kind: ReplyKind = ReplyKind.MESSAGE,
-        end_call: bool = False,
-    ) -> Reply:
-        first = turn.first
-        return Reply(
-            reply_id=reply_id_for(first, part),
-            in_reply_to=first.provider_message_id,
-            covers=[m.provider_message_id for m in turn.messages] if len(turn.messages) > 1 else [],
-            conversation_id=first.conversation_id,
-            channel=first.channel,
-            address=turn.messages[-1].address,
-            kind=kind,
-            text=text,
-            part=part,
-            final=final,
-            end_call=end_call,
-            fence=lease.token,
-            reply=turn.messages[-1].reply,
-            trace=child_of(first.trace),
-        )
-
-
-def _actionable(message: InboundMessage) -> bool:
-    if message.kind is MessageKind.IDENTITY_LINKED or is_control(message):
-        return True
-    if message.profile.spoken:
-        return is_spoken_answer(message)
-    return message.kind is MessageKind.TEXT and bool(message.text.strip())
-
-
-def _budget_for(message: InboundMessage) -> float | None:
-    """A sync caller's deadline bounds the model's budget (`None`: the configured default)."""
-    deadline = message.reply.deadline_at
-    if deadline is None:
-        return None
-    remaining = (deadline - datetime.now(UTC)).total_seconds() - SYNC_DEADLINE_MARGIN_S
-    return max(remaining, 0.1)
-
-
-def _ids(message: InboundMessage) -> dict[str, Any]:
-    """The identifying fields of ops events about `message`."""
-    return {
-        "channel": message.channel,
-        "conversation_id": message.conversation_id,
-        "message_id": message.provider_message_id,
-    }
