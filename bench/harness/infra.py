@@ -21,6 +21,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient
 from redis.asyncio import Redis
 
+from services.channels.registry import channel_names
 from services.common.kafka import ensure_topics
 from shared.topics import Topics
 from tests.support.infra import REPO_ROOT, port_open
@@ -103,10 +104,12 @@ def new_namespace(purpose: str) -> str:
 
 
 async def create_topics(infra: Infra, namespace: str, partitions: int = PARTITIONS) -> Topics:
-    """Every topic of a deployment under `namespace`, created up front, leaders elected."""
+    """Every topic of a deployment with the built-in channels under `namespace`, created up
+    front, leaders elected."""
     topics = Topics(namespace)
-    await ensure_topics(infra.kafka_bootstrap_servers, topics.all(), partitions)
-    await _wait_for_leaders(infra, topics.all())
+    names = topics.all(channel_names())
+    await ensure_topics(infra.kafka_bootstrap_servers, names, partitions)
+    await _wait_for_leaders(infra, names)
     return topics
 
 

@@ -247,9 +247,7 @@ async def _feed_pairs(parts: wiring.BrainParts, pairs: int, tag: str) -> None:
         if finished >= target:
             done.set()
 
-    scheduler = PartitionScheduler(
-        0, handle, DoubleTextingPolicy(sms_collect_window_s=2.0), asyncio.Semaphore(1000)
-    )
+    scheduler = PartitionScheduler(0, handle, DoubleTextingPolicy(), asyncio.Semaphore(1000))
     messages = list(chat_messages(pairs, 2, tag))
     by_conversation: dict[str, list[InboundMessage]] = defaultdict(list)
     for message in messages:

@@ -26,7 +26,9 @@ from services.brain.config import BrainSettings
 from services.brain.main import create_app
 from services.brain.memory import ConversationMemory, MemoryLimits
 from services.brain.turns import Turn
-from services.common.kafka import publish_event
+from services.channels.sms.profile import sms_profile
+from services.channels.webchat.profile import chat_profile
+from services.common.kafka import ensure_topics, publish_event
 from services.common.producer import KafkaProducer
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
 from shared.contracts import Channel, InboundMessage, Lifecycle, reply_id_for
@@ -42,12 +44,15 @@ PHONE = "+15550001111"
 ADDRESS_TEXT = "Please change my delivery address"
 STREET_TEXT = "to 5 Elm Street, Springfield"
 WINDOW_MS = 1500
+SMS = sms_profile(collect_window_ms=WINDOW_MS)
+"""The SMS channel's profile: bursts are collected for `WINDOW_MS`."""
 
 
 def sms(text: str, sid: str) -> InboundMessage:
     """An SMS as ingress publishes it; a retry is the same call again (new event id, time)."""
     return InboundMessage(
         channel=Channel.SMS,
+        profile=SMS,
         provider_message_id=sid,
         address=PHONE,
         conversation_id=CONV,
@@ -122,8 +127,10 @@ async def live(
         openai_api_key="test-key",
         openai_base_url=model.base_url,
         openai_model="fake-model",
-        sms_collect_window_ms=WINDOW_MS,
     )
+    # The brain creates the core topics only; each channel's side creates its reply topic.
+    reply_topics = [settings.topics.replies(Channel.CHAT), settings.topics.replies(Channel.SMS)]
+    await ensure_topics(infra.kafka_bootstrap_servers, reply_topics, 1)
     app = create_app(settings)
     producer = KafkaProducer(infra.kafka_bootstrap_servers, f"test-{namespace}")
     async with app.router.lifespan_context(app):
@@ -140,6 +147,7 @@ async def live(
         # the burst below is collected live, inside its window, not replayed from a backlog.
         warm = InboundMessage(
             channel=Channel.CHAT,
+            profile=chat_profile(),
             provider_message_id="warm-up",
             address="sess-warm",
             conversation_id="conv-warm",

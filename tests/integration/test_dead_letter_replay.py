@@ -125,7 +125,9 @@ async def parked(infra: Infra, namespace: str) -> Parked:
         redis_prefix=namespace,
     )
     topics = settings.topics
-    await ensure_topics(settings.kafka_bootstrap_servers, topics.all(), PARTITIONS)
+    await ensure_topics(
+        settings.kafka_bootstrap_servers, topics.all([Channel.CHAT, Channel.SMS]), PARTITIONS
+    )
     sms_topic, chat_topic = topics.replies(Channel.SMS), topics.replies(Channel.CHAT)
     sms_headers = {"content-type": "application/json", "sb-event": "Reply"}
     await park(

@@ -1,4 +1,5 @@
-"""The per-instance inbox against a real Redis: a writer posts, one reader loop dispatches."""
+"""The per-instance inbox against a real Redis: a writer posts typed entries, one reader loop
+parses each by its kind and dispatches it to the handler of its type."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from services.common.inbox import INBOX_TTL_S, InboxReader, InboxWriter, inbox_key
 from services.common.redis import make_redis
+from shared.contracts.inbox import ChatDoorbell, HeldAnswer, InboxEntry
 from tests.support.infra import Infra
 from tests.support.kafka import eventually
 
@@ -21,16 +24,38 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 INSTANCE = "ingress-1"
 
-Seen = list[tuple[str, dict[str, str]]]
+Seen = list[InboxEntry]
 
 
-def recorder(seen: Seen, kind: str) -> Callable[[dict[str, str]], Awaitable[None]]:
-    """A handler that appends (kind, fields) to `seen`."""
+class Boom(InboxEntry):
+    """An entry type of this test only (as a channel may define its own)."""
 
-    async def handle(fields: dict[str, str]) -> None:
-        seen.append((kind, fields))
+    kind: ClassVar[str] = "boom"
+    n: str
+
+
+class Mystery(InboxEntry):
+    """An entry type no reader registers."""
+
+    kind: ClassVar[str] = "mystery"
+    x: str
+
+
+def doorbell(session_id: str) -> ChatDoorbell:
+    return ChatDoorbell(session_id=session_id)
+
+
+def recorder(seen: Seen) -> Callable[[InboxEntry], Awaitable[None]]:
+    """A handler that appends the parsed entry to `seen`."""
+
+    async def handle(entry: InboxEntry) -> None:
+        seen.append(entry)
 
     return handle
+
+
+def session_ids(seen: Seen) -> list[str]:
+    return [entry.session_id for entry in seen if isinstance(entry, ChatDoorbell)]
 
 
 @contextlib.asynccontextmanager
@@ -88,36 +113,48 @@ def reader(reader_redis: Redis, namespace: str) -> InboxReader:
     return InboxReader(reader_redis, namespace, INSTANCE)
 
 
-async def test_entries_reach_the_handler_of_their_kind_in_order(
+async def test_entries_reach_the_handler_of_their_type_parsed_and_in_order(
     writer: InboxWriter, reader: InboxReader
 ) -> None:
     seen: Seen = []
-    reader.on("chat", recorder(seen, "chat"))
-    reader.on("sync", recorder(seen, "sync"))
+    reader.on(ChatDoorbell, recorder(seen))
+    reader.on(HeldAnswer, recorder(seen))
+    held = HeldAnswer(correlation_id="c1", reply_id="r1", body='{"actions": []}')
 
     async with running(reader):
-        await writer.post(INSTANCE, "chat", session_id="s1")
-        await writer.post(INSTANCE, "sync", correlation_id="c1")
-        await writer.post(INSTANCE, "chat", session_id="s2")
+        await writer.post(INSTANCE, doorbell("s1"))
+        await writer.post(INSTANCE, held)
+        await writer.post(INSTANCE, ChatDoorbell(session_id="s2", reply_id="r2"))
         await eventually(lambda: len(seen) >= 3, timeout_s=5)
 
     assert seen == [
-        ("chat", {"kind": "chat", "session_id": "s1"}),
-        ("sync", {"kind": "sync", "correlation_id": "c1"}),
-        ("chat", {"kind": "chat", "session_id": "s2"}),
+        ChatDoorbell(session_id="s1"),
+        held,
+        ChatDoorbell(session_id="s2", reply_id="r2"),
     ]
+
+
+async def test_entries_travel_as_flat_string_fields_with_their_kind(
+    writer: InboxWriter, redis: Redis, namespace: str
+) -> None:
+    await writer.post(INSTANCE, ChatDoorbell(session_id="s1", reply_id="r1"))
+    stored: list[tuple[str, dict[str, str]]]
+    stored = await redis.xrange(inbox_key(namespace, INSTANCE))  # type: ignore[assignment]  # redis-py returns a union
+    [(_, fields)] = stored
+    assert fields == {"kind": "chat", "session_id": "s1", "reply_id": "r1"}
+    assert ChatDoorbell.from_fields(fields) == ChatDoorbell(session_id="s1", reply_id="r1")
 
 
 async def test_handled_entries_are_deleted_from_the_stream(
     writer: InboxWriter, reader: InboxReader, redis: Redis, namespace: str
 ) -> None:
     seen: Seen = []
-    reader.on("chat", recorder(seen, "chat"))
+    reader.on(ChatDoorbell, recorder(seen))
     key = inbox_key(namespace, INSTANCE)
 
     async with running(reader):
         for n in range(5):
-            await writer.post(INSTANCE, "chat", session_id=f"s{n}")
+            await writer.post(INSTANCE, doorbell(f"s{n}"))
         await eventually(lambda: len(seen) >= 5, timeout_s=5)
         remaining = await eventually(lambda: _xlen_is_zero(redis, key), timeout_s=5)
 
@@ -133,25 +170,58 @@ async def _xlen_is_zero(redis: Redis, key: str) -> bool:
 async def test_posting_sets_an_idle_expiry_on_the_stream(
     writer: InboxWriter, redis: Redis, namespace: str
 ) -> None:
-    await writer.post(INSTANCE, "chat", session_id="s1")
+    await writer.post(INSTANCE, doorbell("s1"))
     ttl = await redis.ttl(inbox_key(namespace, INSTANCE))
     assert INBOX_TTL_S - 60 <= ttl <= INBOX_TTL_S
 
 
-async def test_unknown_kind_is_skipped_and_the_loop_goes_on(
+async def test_unknown_kind_is_logged_skipped_and_the_loop_goes_on(
     writer: InboxWriter, reader: InboxReader, redis: Redis, namespace: str
 ) -> None:
     seen: Seen = []
-    reader.on("chat", recorder(seen, "chat"))
+    reader.on(ChatDoorbell, recorder(seen))
 
-    async with running(reader) as task:
-        await writer.post(INSTANCE, "mystery", x="1")
-        await writer.post(INSTANCE, "chat", session_id="after-unknown")
-        await eventually(lambda: len(seen) >= 1, timeout_s=5)
-        assert not task.done()
+    with capture_logs() as logs:
+        async with running(reader) as task:
+            await writer.post(INSTANCE, Mystery(x="1"))
+            await writer.post(INSTANCE, doorbell("after-unknown"))
+            await eventually(lambda: len(seen) >= 1, timeout_s=5)
+            assert not task.done()
 
-    assert seen == [("chat", {"kind": "chat", "session_id": "after-unknown"})]
+    assert session_ids(seen) == ["after-unknown"]
     assert await redis.xlen(inbox_key(namespace, INSTANCE)) == 0
+    unknown = [e for e in logs if e["event"] == "inbox.entry.unknown_kind"]
+    assert [e["kind"] for e in unknown] == ["mystery"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"kind": "chat"},  # no session id
+        {"kind": "chat", "session_id": ""},  # an empty one
+        {"kind": "held_answer", "correlation_id": "c1"},  # no body
+    ],
+    ids=["missing_field", "empty_field", "held_without_body"],
+)
+async def test_an_entry_that_does_not_parse_is_logged_skipped_and_the_loop_goes_on(
+    reader: InboxReader, redis: Redis, namespace: str, fields: dict[str, str]
+) -> None:
+    seen: Seen = []
+    reader.on(ChatDoorbell, recorder(seen))
+    reader.on(HeldAnswer, recorder(seen))
+    key = inbox_key(namespace, INSTANCE)
+
+    with capture_logs() as logs:
+        async with running(reader) as task:
+            await redis.xadd(key, fields)  # type: ignore[arg-type]  # redis-py's dict type
+            await redis.xadd(key, doorbell("after-malformed").to_fields())  # type: ignore[arg-type]
+            await eventually(lambda: len(seen) >= 1, timeout_s=5)
+            assert not task.done()
+
+    assert seen == [doorbell("after-malformed")]
+    assert await redis.xlen(key) == 0
+    malformed = [e for e in logs if e["event"] == "inbox.entry.malformed"]
+    assert [e["kind"] for e in malformed] == [fields["kind"]]
 
 
 async def test_a_failing_handler_does_not_stop_the_loop(
@@ -159,51 +229,50 @@ async def test_a_failing_handler_does_not_stop_the_loop(
 ) -> None:
     seen: Seen = []
 
-    async def explode(fields: dict[str, str]) -> None:
-        seen.append(("boom", fields))
+    async def explode(entry: Boom) -> None:
+        seen.append(entry)
         raise RuntimeError("handler failed")
 
-    reader.on("boom", explode)
-    reader.on("chat", recorder(seen, "chat"))
+    reader.on(Boom, explode)
+    reader.on(ChatDoorbell, recorder(seen))
 
     async with running(reader) as task:
-        await writer.post(INSTANCE, "boom", n="1")
-        await writer.post(INSTANCE, "chat", session_id="after-failure")
+        await writer.post(INSTANCE, Boom(n="1"))
+        await writer.post(INSTANCE, doorbell("after-failure"))
         await eventually(lambda: len(seen) >= 2, timeout_s=5)
         assert not task.done()
 
-    assert [kind for kind, _ in seen] == ["boom", "chat"]
-    assert seen[1][1]["session_id"] == "after-failure"
+    assert seen == [Boom(n="1"), doorbell("after-failure")]
 
 
 async def test_entries_posted_before_the_reader_started_are_delivered(
     writer: InboxWriter, reader: InboxReader
 ) -> None:
-    await writer.post(INSTANCE, "chat", session_id="early-1")
-    await writer.post(INSTANCE, "chat", session_id="early-2")
+    await writer.post(INSTANCE, doorbell("early-1"))
+    await writer.post(INSTANCE, doorbell("early-2"))
     seen: Seen = []
-    reader.on("chat", recorder(seen, "chat"))
+    reader.on(ChatDoorbell, recorder(seen))
 
     async with running(reader):
-        await writer.post(INSTANCE, "chat", session_id="late")
+        await writer.post(INSTANCE, doorbell("late"))
         await eventually(lambda: len(seen) >= 3, timeout_s=5)
 
-    assert [fields["session_id"] for _, fields in seen] == ["early-1", "early-2", "late"]
+    assert session_ids(seen) == ["early-1", "early-2", "late"]
 
 
 async def test_an_instance_reads_only_its_own_inbox(
     writer: InboxWriter, reader: InboxReader, redis: Redis, namespace: str
 ) -> None:
     seen: Seen = []
-    reader.on("chat", recorder(seen, "chat"))
+    reader.on(ChatDoorbell, recorder(seen))
 
     async with running(reader):
-        await writer.post("ingress-other", "chat", session_id="not-mine")
-        await writer.post(INSTANCE, "chat", session_id="mine")
+        await writer.post("ingress-other", doorbell("not-mine"))
+        await writer.post(INSTANCE, doorbell("mine"))
         await eventually(lambda: len(seen) >= 1, timeout_s=5)
         await asyncio.sleep(0.3)
 
-    assert [fields["session_id"] for _, fields in seen] == ["mine"]
+    assert session_ids(seen) == ["mine"]
     assert await redis.xlen(inbox_key(namespace, "ingress-other")) == 1
 
 
@@ -218,9 +287,9 @@ async def test_reader_stops_on_the_first_cancel(
         instance = f"{INSTANCE}-{attempt}"
         reader = InboxReader(reader_redis, namespace, instance)
         seen: Seen = []
-        reader.on("chat", recorder(seen, "chat"))
+        reader.on(ChatDoorbell, recorder(seen))
         task = asyncio.create_task(reader.run(block_ms=100))
-        await writer.post(instance, "chat", n=str(attempt))
+        await writer.post(instance, doorbell(f"s{attempt}"))
         await eventually(partial(_xlen_is_zero, redis, inbox_key(namespace, instance)), 5)
         assert len(seen) == 1
 
@@ -303,24 +372,24 @@ async def test_reader_survives_a_redis_outage_while_deleting_an_entry(
     reader = InboxReader(reader_redis, namespace, INSTANCE)
     seen: Seen = []
 
-    async def cut_redis_then_record(fields: dict[str, str]) -> None:
+    async def cut_redis_then_record(entry: ChatDoorbell) -> None:
         await proxy.cut()  # Redis becomes unreachable right before the reader's XDEL
-        seen.append(("chat", fields))
+        seen.append(entry)
 
-    reader.on("chat", cut_redis_then_record)
+    reader.on(ChatDoorbell, cut_redis_then_record)
     try:
         async with running(reader) as task:
-            await writer.post(INSTANCE, "chat", session_id="during-outage")
+            await writer.post(INSTANCE, doorbell("during-outage"))
             await eventually(lambda: len(seen) >= 1, timeout_s=5)
             # Keep Redis away longer than the client's retry window (about 2-4 s).
             await eventually(task.done, timeout_s=8)
-            reader.on("chat", recorder(seen, "chat"))
+            reader.on(ChatDoorbell, recorder(seen))
             await proxy.start()  # Redis is back
 
-            await writer.post(INSTANCE, "chat", session_id="after-outage")
+            await writer.post(INSTANCE, doorbell("after-outage"))
             await eventually(lambda: len(seen) >= 2, timeout_s=5)
 
             assert not task.done(), f"reader loop ended: {task.exception()!r}"
-            assert [fields["session_id"] for _, fields in seen] == ["during-outage", "after-outage"]
+            assert session_ids(seen) == ["during-outage", "after-outage"]
     finally:
         await reader_redis.aclose()

@@ -16,8 +16,10 @@ import pytest_asyncio
 
 from services.brain.engines.base import EngineError, EngineRequest, EngineTurn
 from services.brain.engines.openai_engine import OpenAIEngine
+from services.brain.hangup import HANGUP_MARKER
 from services.brain.prompt import summary_input, summary_instructions, system_prompt
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
+from shared.contracts import TextFormat
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -101,7 +103,7 @@ async def test_request_carries_system_prompt_history_in_order_then_user_text(
     (sent,) = model_server.state.requests
     assert sent["model"] == MODEL
     assert sent["messages"] == [
-        {"role": "system", "content": system_prompt("chat", "shoes")},
+        {"role": "system", "content": system_prompt(TextFormat.MARKDOWN, "shoes")},
         {"role": "user", "content": "I ordered shoes"},
         {"role": "assistant", "content": "Thanks, noted."},
         {"role": "user", "content": "size 42"},
@@ -110,14 +112,30 @@ async def test_request_carries_system_prompt_history_in_order_then_user_text(
     ]
 
 
-async def test_system_prompt_follows_the_channel(
-    engine: OpenAIEngine, model_server: FakeOpenAIServer
+@pytest.mark.parametrize(
+    ("channel", "text_format", "hint"),
+    [
+        ("sms", TextFormat.GSM7, "no markdown"),
+        ("chat", TextFormat.MARKDOWN, "markdown is fine"),
+        ("voice", TextFormat.SPEAKABLE, HANGUP_MARKER),
+        ("kiosk", TextFormat.SPEAKABLE, HANGUP_MARKER),  # any channel: the format decides
+        ("kiosk", TextFormat.PLAIN, "no markdown"),
+    ],
+)
+async def test_system_prompt_follows_the_text_format(
+    engine: OpenAIEngine,
+    model_server: FakeOpenAIServer,
+    channel: str,
+    text_format: TextFormat,
+    hint: str,
 ) -> None:
-    await engine.generate(EngineRequest(conversation_id="c", channel="sms", user_text="hi"))
+    await engine.generate(
+        EngineRequest(conversation_id="c", channel=channel, user_text="hi", text_format=text_format)
+    )
 
     system = model_server.state.requests[0]["messages"][0]
-    assert system == {"role": "system", "content": system_prompt("sms")}
-    assert "SMS" in system["content"]
+    assert system == {"role": "system", "content": system_prompt(text_format)}
+    assert hint in system["content"]
 
 
 async def test_sdk_retries_are_off_so_our_policy_is_the_only_one(
@@ -277,7 +295,10 @@ async def test_stream_deltas_concatenate_to_the_reply(
     assert len(deltas) == 7  # one per word, as the fake streams
     (sent,) = model_server.state.requests
     assert sent["stream"] is True
-    assert sent["messages"][0] == {"role": "system", "content": system_prompt("chat", "parcel")}
+    assert sent["messages"][0] == {
+        "role": "system",
+        "content": system_prompt(TextFormat.MARKDOWN, "parcel"),
+    }
     assert sent["messages"][1:] == [
         {"role": "user", "content": "hi"},
         {"role": "user", "content": "where is it?"},

@@ -1,4 +1,7 @@
-"""TurnProcessor on a real Redis: locks, fenced memory, dedupe, double texting, shaping."""
+"""TurnProcessor on a real Redis: locks, fenced memory, dedupe, double texting, shaping.
+
+Each message carries its channel's profile, as ingress sets it; the last tests give made-up
+channels a profile and get the behaviour that profile describes."""
 
 from __future__ import annotations
 
@@ -12,13 +15,20 @@ from redis.asyncio import Redis
 from services.brain.engines.base import EngineTurn
 from services.brain.locks import LockLost
 from services.brain.memory import MemoryLimits
+from services.brain.sms_text import count_segments
 from services.brain.turns import Turn
+from services.channels.sms.profile import sms_profile
+from services.channels.voipbin.profile import VoiceProfileSettings, voice_profile
+from services.channels.webchat.profile import chat_profile
 from shared.contracts import (
     Channel,
+    ChannelProfile,
     InboundMessage,
     Lifecycle,
     MessageKind,
+    Modality,
     ReplyKind,
+    TextFormat,
     reply_id_for,
 )
 from tests.support.brain import APOLOGY, Brain, ScriptedEngine, make_brain
@@ -26,6 +36,12 @@ from tests.support.brain import APOLOGY, Brain, ScriptedEngine, make_brain
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 CONV = "conv-42"
+PROFILES = {
+    Channel.CHAT: chat_profile(),
+    Channel.SMS: sms_profile(),
+    Channel.VOICE: voice_profile(VoiceProfileSettings()),
+}
+"""The built-in channels' profiles, as their ingress sets them."""
 
 
 @pytest.fixture
@@ -36,15 +52,17 @@ def brain(redis: Redis, namespace: str) -> Brain:
 def inbound(
     text: str = "Where is my order?",
     *,
-    channel: Channel = Channel.CHAT,
+    channel: str = Channel.CHAT,
+    profile: ChannelProfile | None = None,
     message_id: str = "m1",
     kind: MessageKind = MessageKind.TEXT,
     conversation_id: str = CONV,
     **fields: Any,
 ) -> InboundMessage:
-    address = "sess-1" if channel is Channel.CHAT else "+15551234567"
+    address = "sess-1" if channel == Channel.CHAT else "+15551234567"
     return InboundMessage(
         channel=channel,
+        profile=profile or PROFILES[Channel(channel)],
         provider_message_id=message_id,
         address=address,
         conversation_id=conversation_id,
@@ -323,3 +341,119 @@ async def test_identity_link_merges_chat_memory_into_the_phone_conversation(
 
     texts = [t.text for t in await brain.memory.history(phone_conv)]
     assert texts == ["I'm Ada", "echo: I'm Ada", "order 7?", "echo: order 7?"]
+
+
+# --- behaviour follows the profile, not the channel's name ---------------------------------
+
+KIOSK = ChannelProfile(text_format=TextFormat.GSM7, max_segments=1, collect_window_ms=1500)
+"""A made-up texting channel that, like SMS, wants GSM-7 text and collects bursts."""
+PHONE = ChannelProfile(
+    modality=Modality.SPEECH,
+    text_format=TextFormat.SPEAKABLE,
+    max_chars=300,
+    interruptible=True,
+    streams_parts=True,
+)
+"""A made-up phone channel (another voice provider)."""
+
+
+async def test_the_engine_is_told_the_text_format_of_the_channel(brain: Brain) -> None:
+    await brain.processor.handle(inbound("hi", message_id="c"))
+    await brain.processor.handle(inbound("hi", channel=Channel.SMS, message_id="s"))
+    await brain.processor.handle(inbound("hi", channel=Channel.VOICE, message_id="v"))
+    await brain.processor.handle(inbound("hi", channel="kiosk", profile=KIOSK, message_id="k"))
+
+    assert [r.text_format for r in brain.engine.requests] == [
+        TextFormat.MARKDOWN,
+        TextFormat.GSM7,
+        TextFormat.SPEAKABLE,
+        TextFormat.GSM7,
+    ]
+
+
+async def test_the_sms_segment_budget_comes_with_the_profile(brain: Brain) -> None:
+    brain.engine.answers = ["word " * 200]
+    one_segment = sms_profile(segment_budget=1)
+
+    [reply] = await brain.processor.handle(inbound(channel=Channel.SMS, profile=one_segment))
+
+    assert reply.text == ("word " * 31).rstrip() + "..."
+    assert count_segments(reply.text).segments == 1
+
+
+async def test_a_made_up_channel_with_a_gsm7_profile_is_answered_like_sms(brain: Brain) -> None:
+    answer = "Your order is **shipped** \u2014 \u201ctrack\u201d it [here](https://t.example/1)"
+    brain.engine.answers = [answer, "word " * 200]
+    texts = [
+        inbound(t, channel="kiosk", profile=KIOSK, message_id=f"K{i}")
+        for i, t in enumerate(["hi", "one more thing"])
+    ]
+
+    [burst] = await brain.processor.run(Turn(texts))
+    [long] = await brain.processor.handle(inbound(channel="kiosk", profile=KIOSK, message_id="K9"))
+
+    assert burst.channel == "kiosk"
+    assert burst.covers == ["K0", "K1"]
+    assert burst.text == 'Your order is shipped - "track" it here (https://t.example/1)'
+    assert brain.engine.requests[0].user_text == "hi\none more thing"
+    assert count_segments(long.text).segments == 1  # the kiosk's own budget
+
+
+async def test_a_made_up_text_channel_with_the_default_profile_gets_markdown_whole(
+    brain: Brain,
+) -> None:
+    answer = "Your order is **shipped**. It arrives Friday. Anything else?"
+    brain.engine.answers = [answer]
+
+    replies = await brain.processor.handle(
+        inbound(channel="kiosk", profile=ChannelProfile(), message_id="k1")
+    )
+
+    assert [(r.part, r.text, r.final, r.channel) for r in replies] == [(0, answer, True, "kiosk")]
+
+
+async def test_a_made_up_speech_channel_is_spoken_in_parts_and_hung_up_on_goodbye(
+    brain: Brain,
+) -> None:
+    brain.engine.answers = ["Your order shipped today. It arrives **Friday**. Goodbye! [hangup]"]
+
+    replies = await brain.processor.handle(
+        inbound("thanks, bye", channel="phone", profile=PHONE, message_id="p1")
+    )
+
+    assert [(r.part, r.text, r.final, r.end_call) for r in replies] == [
+        (0, "Your order shipped today.", False, False),
+        (1, "It arrives Friday.", False, False),
+        (2, "Goodbye!", False, False),
+        (3, "", True, True),
+    ]
+    history = await brain.memory.history(CONV)
+    assert history[-1] == EngineTurn(
+        role="assistant",
+        text="Your order shipped today. It arrives Friday. Goodbye!",
+        channel="phone",
+    )
+
+
+async def test_a_made_up_speech_channel_is_interrupted_like_voice(
+    redis: Redis, namespace: str
+) -> None:
+    brain = make_brain(redis, namespace, engine=ScriptedEngine(chunk_delay_s=0.05))
+    brain.engine.answers = ["Let me check that for you. Your order left our warehouse on Monday."]
+    turn = Turn([inbound("where is my order", channel="phone", profile=PHONE, message_id="u1")])
+
+    task = asyncio.create_task(brain.processor.run(turn))
+    await wait_until(lambda: len(brain.published) == 1)
+    turn.interrupt()
+    replies = await task
+
+    assert [(r.kind, r.text) for r in replies] == [
+        (ReplyKind.MESSAGE, "Let me check that for you."),
+        (ReplyKind.STOP, ""),
+    ]
+    said = (await brain.memory.snapshot(CONV)).recent[-1]
+    assert (said.text, said.interrupted, said.channel) == (
+        "Let me check that for you.",
+        True,
+        "phone",
+    )

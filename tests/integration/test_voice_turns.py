@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -21,15 +22,20 @@ from services.brain.engines.offline import DEFAULT_KNOWLEDGE_FILE, KnowledgeBase
 from services.brain.prompt import GREETING_INSTRUCTION, KEYS_PRESSED
 from services.brain.scheduler import PartitionScheduler, Work
 from services.brain.turns import Turn
+from services.channels.sms.profile import sms_profile
+from services.channels.voipbin.profile import VoiceProfileSettings, voice_profile
 from shared.contracts import (
     Channel,
+    ChannelProfile,
     InboundMessage,
     Lifecycle,
     MessageKind,
+    Modality,
     Reply,
     ReplyKind,
     ReplyMode,
     ReplyModeKind,
+    TextFormat,
     reply_id_for,
     utcnow,
 )
@@ -39,6 +45,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 CONV = "conv-caller"
 CALL = "call-7f3a"
+VOICE = voice_profile(VoiceProfileSettings())
+"""The VoIPBin channel's profile with its defaults (300 spoken characters, 15 chars/s)."""
 
 
 @pytest.fixture
@@ -47,7 +55,13 @@ def brain(redis: Redis, namespace: str) -> Brain:
 
 
 def call_event(
-    kind: MessageKind, message_id: str, text: str = "", *, held: bool = False
+    kind: MessageKind,
+    message_id: str,
+    text: str = "",
+    *,
+    held: bool = False,
+    channel: str = Channel.VOICE,
+    profile: ChannelProfile = VOICE,
 ) -> InboundMessage:
     """A voice event of the call, as ingress publishes it (`held`: reply mode SYNC)."""
     fields: dict[str, Any] = {}
@@ -59,7 +73,8 @@ def call_event(
             reply_to="ingress-a",
         )
     return InboundMessage(
-        channel=Channel.VOICE,
+        channel=channel,
+        profile=profile,
         provider_message_id=message_id,
         address=CALL,
         conversation_id=CONV,
@@ -76,6 +91,7 @@ def utterance(text: str, message_id: str = "transcript:t1") -> InboundMessage:
 def sms(text: str, message_id: str = "SM1") -> InboundMessage:
     return InboundMessage(
         channel=Channel.SMS,
+        profile=sms_profile(),
         provider_message_id=message_id,
         address="+15551234567",
         conversation_id=CONV,
@@ -149,7 +165,7 @@ class CallRunner:
 
     def __init__(self, brain: Brain) -> None:
         self.scheduler = PartitionScheduler(
-            0, self._handle, DoubleTextingPolicy(sms_collect_window_s=0), asyncio.Semaphore(4)
+            0, self._handle, DoubleTextingPolicy(), asyncio.Semaphore(4)
         )
         self._brain = brain
         self._offset = 0
@@ -229,6 +245,37 @@ async def test_hanging_up_stops_a_slow_answer_and_closes_the_call(slow_brain: Br
         "voice",
         True,
     )
+
+
+async def test_any_interruptible_speech_channel_gets_call_control_and_barge_in(
+    slow_brain: Brain,
+) -> None:
+    """Another voice provider: it declares a speech profile, the brain needs no change."""
+    phone = ChannelProfile(
+        modality=Modality.SPEECH,
+        text_format=TextFormat.SPEAKABLE,
+        interruptible=True,
+        streams_parts=True,
+    )
+    brain, runner = slow_brain, CallRunner(slow_brain)
+    on_phone = functools.partial(call_event, channel="phone", profile=phone)
+    runner.add(on_phone(MessageKind.CALL_STARTED, f"{CALL}:progressing"))
+    runner.add(on_phone(MessageKind.TEXT, "transcript:t1", "where is my order"))
+    await wait_until(lambda: len(brain.published) == 2)
+
+    runner.add(on_phone(MessageKind.PARTIAL_TRANSCRIPT, "speech:s2", "actually"))
+    await runner.settled()
+
+    assert [(r.channel, r.kind, r.text) for r in brain.published] == [
+        ("phone", ReplyKind.OPEN, ""),
+        ("phone", ReplyKind.MESSAGE, "Let me check that for you."),
+        ("phone", ReplyKind.STOP, ""),
+        ("phone", ReplyKind.STOP, ""),
+    ]
+    assert await remembered(brain) == [
+        ("user", "where is my order", "phone", False),
+        ("assistant", "Let me check that for you.", "phone", True),
+    ]
 
 
 async def test_a_partial_behind_a_queued_utterance_does_not_cut_its_answer(
@@ -425,10 +472,13 @@ async def test_speaking_over_a_playing_answer_cuts_it_in_memory_to_what_was_hear
     await brain.processor.handle(utterance("Tell me all about your opening hours please"))
     [*_, (role, said, channel, interrupted)] = await remembered(brain)
     assert (role, channel, interrupted) == ("assistant", "voice", False)
-    brain.processor._speech_chars_per_s = 20.0  # ~10 characters played by the barge-in
     await asyncio.sleep(0.5)
+    # The speaking rate travels with the call's profile: ~10 characters played by now.
+    slow_voice = voice_profile(VoiceProfileSettings(speech_chars_per_s=20.0))
 
-    [stop] = await brain.processor.handle(call_event(MessageKind.PARTIAL_TRANSCRIPT, "speech:b1"))
+    [stop] = await brain.processor.handle(
+        call_event(MessageKind.PARTIAL_TRANSCRIPT, "speech:b1", profile=slow_voice)
+    )
 
     assert stop.kind is ReplyKind.STOP
     [*_, (_, heard, _, cut)] = await remembered(brain)
@@ -441,8 +491,12 @@ async def test_speaking_over_a_playing_answer_cuts_it_in_memory_to_what_was_hear
 async def test_speaking_after_the_answer_finished_playing_leaves_it_whole(brain: Brain) -> None:
     await brain.processor.handle(utterance("What time is it"))
     before = await remembered(brain)
-    brain.processor._speech_chars_per_s = 1e9  # played in an instant
+    # At the fastest rate a profile allows, the 22 characters said play in 0.22 s.
+    fast_voice = voice_profile(VoiceProfileSettings(speech_chars_per_s=100.0))
+    await asyncio.sleep(0.3)
 
-    await brain.processor.handle(call_event(MessageKind.PARTIAL_TRANSCRIPT, "speech:b2"))
+    await brain.processor.handle(
+        call_event(MessageKind.PARTIAL_TRANSCRIPT, "speech:b2", profile=fast_voice)
+    )
 
     assert await remembered(brain) == before

@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from services.brain.engines.base import EngineError, EngineRequest, EngineTurn
 from services.brain.locks import ConversationLocks
 from services.brain.memory import ConversationMemory, MemoryLimits
-from services.brain.shaping import ShapingRules
 from services.brain.turns import TurnProcessor
 from services.common.ops import OpsEmitter
 from shared.contracts import Reply, Stage
@@ -105,9 +104,10 @@ def make_brain(
     engine: ScriptedEngine | None = None,
     limits: MemoryLimits | None = None,
     lock_ttl_ms: int = 5_000,
-    rules: ShapingRules | None = None,
 ) -> Brain:
-    """A brain wired like production, minus Kafka: replies and ops events go to lists."""
+    """A brain wired like production, minus Kafka: replies and ops events go to lists.
+
+    Shaping limits, collect windows and speaking rates come with each message's profile."""
     engine = engine or ScriptedEngine()
     memory = ConversationMemory(
         redis, prefix, limits or MemoryLimits(max_turns=20, ttl_s=3_600, processed_ttl_s=3_600)
@@ -125,7 +125,6 @@ def make_brain(
         locks=locks,
         publish=publish,
         ops=OpsEmitter(ops, "ops.v1", Stage.BRAIN, "brain-test"),  # type: ignore[arg-type]
-        rules=rules or ShapingRules(),
         apology_text=APOLOGY,
         summary_max_chars=500,
     )

@@ -1,4 +1,5 @@
-"""DoubleTextingPolicy: chat queues, SMS collects a burst, voice interrupts."""
+"""DoubleTextingPolicy: chat queues, SMS collects a burst, voice interrupts, each because of
+its channel profile (collect window, interruptible speech), never because of its name."""
 
 from __future__ import annotations
 
@@ -9,22 +10,43 @@ import pytest
 
 from services.brain.double_texting import DoubleTextingPolicy, distinct
 from services.brain.turns import Turn
-from shared.contracts import Channel, InboundMessage, MessageKind, ReplyMode, ReplyModeKind
+from services.channels.sms.profile import sms_profile
+from services.channels.voipbin.profile import VoiceProfileSettings, voice_profile
+from services.channels.webchat.profile import chat_profile
+from shared.contracts import (
+    Channel,
+    ChannelProfile,
+    InboundMessage,
+    MessageKind,
+    Modality,
+    ReplyMode,
+    ReplyModeKind,
+    TextFormat,
+)
 
 pytestmark = pytest.mark.unit
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
+PROFILES = {
+    Channel.CHAT: chat_profile(),
+    Channel.SMS: sms_profile(collect_window_ms=2000),
+    Channel.VOICE: voice_profile(VoiceProfileSettings()),
+}
+"""The built-in channels' profiles, as their ingress sets them (2 s SMS collect window)."""
+
 
 def message(
-    channel: Channel,
+    channel: str,
     *,
     at: datetime = T0,
     kind: MessageKind = MessageKind.TEXT,
     text: str = "hello",
+    profile: ChannelProfile | None = None,
 ) -> InboundMessage:
     return InboundMessage(
         channel=channel,
+        profile=profile or PROFILES[Channel(channel)],
         provider_message_id=uuid.uuid4().hex,
         address="+15551234567",
         conversation_id="conv-1",
@@ -38,7 +60,8 @@ def later(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-POLICY = DoubleTextingPolicy(sms_collect_window_s=2.0)
+POLICY = DoubleTextingPolicy()
+NEVER_COLLECTS = sms_profile(collect_window_ms=0)
 
 
 def test_default_max_collected() -> None:
@@ -80,7 +103,7 @@ def test_sms_joins_within_the_window_and_not_beyond(gap_s: float, joins: bool) -
     assert POLICY.joins(previous, message(Channel.SMS, at=later(gap_s))) is joins
 
 
-def test_sms_joins_only_sms_texts() -> None:
+def test_a_burst_joins_only_texts_of_its_own_channel() -> None:
     sms = message(Channel.SMS)
     assert not POLICY.joins(sms, message(Channel.CHAT, at=later(0.1)))
     assert not POLICY.joins(sms, message(Channel.VOICE, at=later(0.1)))
@@ -89,10 +112,10 @@ def test_sms_joins_only_sms_texts() -> None:
 
 
 def test_window_zero_disables_collecting() -> None:
-    off = DoubleTextingPolicy(sms_collect_window_s=0)
-    first = message(Channel.SMS)
-    assert not off.collects(first)
-    assert not off.joins(first, message(Channel.SMS))  # same instant: still separate
+    first = message(Channel.SMS, profile=NEVER_COLLECTS)
+    assert not POLICY.collects(first)
+    same_instant = message(Channel.SMS, profile=NEVER_COLLECTS)
+    assert not POLICY.joins(first, same_instant)  # still separate
 
 
 def test_wait_s_is_what_is_left_of_the_window_after_the_last_text() -> None:
@@ -278,7 +301,9 @@ def test_a_turn_without_copies_is_unchanged() -> None:
 
 def test_the_same_provider_id_on_another_channel_is_not_a_copy() -> None:
     sms = message(Channel.SMS, text="hi")
-    chat = sms.model_copy(update={"event_id": uuid.uuid4().hex, "channel": Channel.CHAT})
+    chat = sms.model_copy(
+        update={"event_id": uuid.uuid4().hex, "channel": Channel.CHAT, "profile": chat_profile()}
+    )
     assert Turn([sms, chat]).messages == [sms, chat]
 
 
@@ -296,8 +321,89 @@ def test_a_retry_of_a_text_in_the_burst_is_absorbed_not_joined() -> None:
     late_copy = retry_of(first, after_s=30)  # a retry long after: still the same text
     assert POLICY.absorbs([first, second], late_copy)
     assert not POLICY.absorbs([first, second], message(Channel.SMS, at=later(1.1)))
-    # Only SMS texts are collected, so only they are absorbed into a burst.
+    # Only collected texts are absorbed into a burst.
     chat = message(Channel.CHAT)
     assert not POLICY.absorbs([chat], retry_of(chat))
-    off = DoubleTextingPolicy(sms_collect_window_s=0)
-    assert not off.absorbs([first], retry_of(first))
+    uncollected = message(Channel.SMS, text="a", profile=NEVER_COLLECTS)
+    assert not POLICY.absorbs([uncollected], retry_of(uncollected))
+
+
+# --- the profile decides, not the channel's name ------------------------------------------
+
+KIOSK = ChannelProfile(text_format=TextFormat.GSM7, max_segments=2, collect_window_ms=500)
+"""A made-up texting channel that collects bursts like SMS, with its own window."""
+PHONE = ChannelProfile(
+    modality=Modality.SPEECH,
+    text_format=TextFormat.SPEAKABLE,
+    interruptible=True,
+    streams_parts=True,
+)
+"""A made-up phone channel (another voice provider): interruptible speech."""
+
+
+def test_any_channel_with_a_collect_window_collects_within_its_own_window() -> None:
+    first = message("kiosk", profile=KIOSK)
+    assert POLICY.collects(first)
+    assert POLICY.joins(first, message("kiosk", at=later(0.5), profile=KIOSK))
+    assert not POLICY.joins(first, message("kiosk", at=later(0.6), profile=KIOSK))
+    assert POLICY.wait_s(first, now=later(0.2)) == pytest.approx(0.3)
+    assert POLICY.absorbs([first], retry_of(first, after_s=5))
+
+
+def test_a_burst_never_spans_two_collecting_channels() -> None:
+    sms, kiosk = message(Channel.SMS), message("kiosk", at=later(0.1), profile=KIOSK)
+    assert POLICY.collects(sms) and POLICY.collects(kiosk)
+    assert not POLICY.joins(sms, kiosk)
+    assert not POLICY.joins(kiosk, message(Channel.SMS, at=later(0.2)))
+
+
+def test_a_built_in_name_with_another_profile_behaves_as_the_profile_says() -> None:
+    assert POLICY.collects(message(Channel.CHAT, profile=sms_profile()))
+    texted_voice = message(Channel.VOICE, profile=chat_profile(), text="what are your hours")
+    assert not DoubleTextingPolicy.interrupts(
+        texted_voice, message(Channel.VOICE, at=later(1), profile=chat_profile())
+    )
+
+
+def test_spoken_channels_never_collect_even_with_a_window() -> None:
+    windowed = PHONE.model_copy(update={"collect_window_ms": 2000})
+    assert not POLICY.collects(message("phone", profile=windowed))
+
+
+def test_a_text_channel_with_the_default_profile_queues() -> None:
+    default = ChannelProfile()
+    first = message("kiosk", profile=default)
+    second = message("kiosk", at=later(0.1), profile=default)
+    assert not POLICY.collects(first)
+    assert not POLICY.joins(first, second)
+    assert not DoubleTextingPolicy.interrupts(first, second)
+    assert not DoubleTextingPolicy.supersedes(first, second)
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        (MessageKind.TEXT, "actually, never mind"),
+        (MessageKind.PARTIAL_TRANSCRIPT, "actu"),
+        (MessageKind.DTMF, "5"),
+        (MessageKind.CALL_ENDED, ""),
+    ],
+    ids=["text", "partial", "dtmf", "call_ended"],
+)
+def test_any_interruptible_speech_channel_is_interrupted_by_its_own_caller(
+    kind: MessageKind, text: str
+) -> None:
+    running = message("phone", profile=PHONE, text="what are your hours")
+    newer = message("phone", at=later(1), kind=kind, text=text, profile=PHONE)
+    assert DoubleTextingPolicy.interrupts(running, newer)
+    on_voice = message(Channel.VOICE, at=later(1), kind=kind, text=text)
+    assert not DoubleTextingPolicy.interrupts(running, on_voice)  # another call's channel
+
+
+def test_a_speech_channel_that_is_not_interruptible_finishes_its_answer() -> None:
+    patient = PHONE.model_copy(update={"interruptible": False})
+    running = message("phone", profile=patient, text="what are your hours")
+    for kind, text in ((MessageKind.TEXT, "never mind"), (MessageKind.PARTIAL_TRANSCRIPT, "")):
+        newer = message("phone", at=later(1), kind=kind, text=text, profile=patient)
+        assert not DoubleTextingPolicy.interrupts(running, newer)
+        assert not DoubleTextingPolicy.supersedes(running, newer)

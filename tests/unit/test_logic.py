@@ -2,6 +2,8 @@ import pytest
 from pydantic import ValidationError
 
 from services.brain.shaping import shape, strip_markdown
+from services.channels.sms.profile import sms_profile
+from services.channels.webchat.profile import chat_profile
 from services.ingress.config import IngressSettings
 from services.ingress.identity import default_conversation_id
 from shared.contracts import Channel
@@ -26,8 +28,8 @@ def test_voice_and_sms_share_a_conversation_chat_does_not() -> None:
 
 def test_chat_keeps_markdown_sms_and_voice_get_plain_text() -> None:
     text = "**Hours**: see [our page](https://example.org)\n- Mon to Fri"
-    assert shape(Channel.CHAT, text) == text
-    plain = shape(Channel.SMS, text)
+    assert shape(chat_profile(), text) == text
+    plain = shape(sms_profile(), text)
     assert "**" not in plain and "[" not in plain and "- Mon" not in plain
     assert "https://example.org" in plain
     assert strip_markdown("# Title\n`code` and _x_") == "Title\ncode and x"
@@ -97,7 +99,7 @@ def test_empty_variables_fall_back_to_defaults(monkeypatch: pytest.MonkeyPatch) 
 def test_long_answers_are_capped_at_a_word_boundary() -> None:
     from services.brain.shaping import MAX_REPLY_CHARS
 
-    shaped = shape(Channel.CHAT, "word " * 3000)
+    shaped = shape(chat_profile(), "word " * 3000)
     assert len(shaped) <= MAX_REPLY_CHARS
     assert shaped.endswith("word…")
-    assert shape(Channel.SMS, "short") == "short"
+    assert shape(sms_profile(), "short") == "short"

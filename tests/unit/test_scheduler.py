@@ -21,8 +21,21 @@ from aiokafka import ConsumerRecord
 from services.brain.double_texting import DoubleTextingPolicy
 from services.brain.scheduler import PartitionScheduler, Work
 from services.brain.turns import Turn
+from services.channels.sms.profile import sms_profile
+from services.channels.voipbin.profile import VoiceProfileSettings, voice_profile
+from services.channels.webchat.profile import chat_profile
 from services.common.consuming import PoisonEvent
-from shared.contracts import Channel, InboundMessage, MessageKind, ReplyMode, ReplyModeKind, utcnow
+from shared.contracts import (
+    Channel,
+    ChannelProfile,
+    InboundMessage,
+    MessageKind,
+    Modality,
+    ReplyMode,
+    ReplyModeKind,
+    TextFormat,
+    utcnow,
+)
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]
 
@@ -31,6 +44,12 @@ WAIT_S = 2.0
 """Upper bound for anything that should happen promptly (a failure, never a pause)."""
 SETTLE_S = 0.05
 """Small bounded pause before asserting that something did NOT happen."""
+PROFILES = {
+    Channel.CHAT: chat_profile(),
+    Channel.SMS: sms_profile(),
+    Channel.VOICE: voice_profile(VoiceProfileSettings()),
+}
+"""The built-in channels' profiles as their ingress sets them (`sms` helper: other windows)."""
 
 
 # --- building blocks -----------------------------------------------------------------------
@@ -53,14 +72,16 @@ def record(offset: int, key: bytes | None, partition: int = 0) -> ConsumerRecord
 
 
 def message(
-    channel: Channel,
+    channel: str,
     text: str = "hello",
     *,
     kind: MessageKind = MessageKind.TEXT,
     at: datetime | None = None,
+    profile: ChannelProfile | None = None,
 ) -> InboundMessage:
     return InboundMessage(
         channel=channel,
+        profile=profile or PROFILES[Channel(channel)],
         provider_message_id=uuid.uuid4().hex,
         address="+15551234567",
         conversation_id="conv",
@@ -86,8 +107,10 @@ def chat(offset: int, key: bytes | None, text: str = "hello") -> Work:
     return work(offset, key, message(Channel.CHAT, text))
 
 
-def sms(offset: int, key: bytes | None, text: str, at: datetime) -> Work:
-    return work(offset, key, message(Channel.SMS, text, at=at))
+def sms(offset: int, key: bytes | None, text: str, at: datetime, *, window_s: float = 0.2) -> Work:
+    """A text on an SMS channel whose profile collects bursts for `window_s`."""
+    profile = sms_profile(collect_window_ms=round(window_s * 1000))
+    return work(offset, key, message(Channel.SMS, text, at=at, profile=profile))
 
 
 def voice(offset: int, key: bytes | None, text: str, kind: MessageKind = MessageKind.TEXT) -> Work:
@@ -193,7 +216,6 @@ class Harness:
         self,
         handler: FakeHandler,
         *,
-        window_s: float = 0.0,
         max_collected: int = 10,
         slots: asyncio.Semaphore | None = None,
         partition: int = 0,
@@ -201,7 +223,7 @@ class Harness:
         sched = PartitionScheduler(
             partition,
             handler,
-            DoubleTextingPolicy(sms_collect_window_s=window_s, max_collected=max_collected),
+            DoubleTextingPolicy(max_collected=max_collected),
             slots or asyncio.Semaphore(16),
         )
         self._made.append((sched, handler))
@@ -353,7 +375,7 @@ async def test_a_failing_handler_is_retried_with_the_same_batch_never_skipped(
 
 async def test_sms_burst_within_the_window_is_one_turn(harness: Harness) -> None:
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.2)
+    sched = harness.scheduler(handler)
     begun = time.monotonic()
     sched.add(sms(0, A, "hi", utcnow()))
     await asyncio.sleep(0.03)
@@ -380,7 +402,7 @@ async def test_sms_burst_within_the_window_is_one_turn(harness: Harness) -> None
 
 async def test_a_lone_sms_waits_out_the_window_then_runs_alone(harness: Harness) -> None:
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.2)
+    sched = harness.scheduler(handler)
     begun = time.monotonic()
     sched.add(sms(0, A, "hi", utcnow()))
     await eventually(lambda: handler.returned)
@@ -391,7 +413,7 @@ async def test_a_lone_sms_waits_out_the_window_then_runs_alone(harness: Harness)
 async def test_sms_gap_beyond_the_window_splits_the_burst(harness: Harness) -> None:
     """Old texts (consumer lag): the window is long past, so bursts form from gaps alone."""
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.2)
+    sched = harness.scheduler(handler)
     t0 = utcnow() - timedelta(seconds=30)
     # Gaps to the previous text: 0.1, 0.2 (exactly the window: joins), 0.25 (beyond), 0.05.
     times = [0.0, 0.1, 0.3, 0.55, 0.6]
@@ -403,17 +425,18 @@ async def test_sms_gap_beyond_the_window_splits_the_burst(harness: Harness) -> N
 
 async def test_sms_burst_is_capped_at_max_collected(harness: Harness) -> None:
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=5.0, max_collected=2)
+    sched = harness.scheduler(handler, max_collected=2)
     t0 = utcnow() - timedelta(seconds=30)
     for offset in range(5):
-        sched.add(sms(offset, A, f"text {offset}", t0 + timedelta(seconds=offset * 0.1)))
+        at = t0 + timedelta(seconds=offset * 0.1)
+        sched.add(sms(offset, A, f"text {offset}", at, window_s=5.0))
     await eventually(lambda: sched.offsets.to_commit() == 5, timeout_s=WAIT_S)
     assert handler.offsets_of() == [[0, 1], [2, 3], [4]]
 
 
 async def test_sms_burst_is_closed_by_poison_and_other_channels(harness: Harness) -> None:
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.2)
+    sched = harness.scheduler(handler)
     t0 = utcnow() - timedelta(seconds=30)
     sched.add(sms(0, A, "a", t0))
     sched.add(poison(1, A))
@@ -428,10 +451,10 @@ async def test_sms_burst_is_closed_by_poison_and_other_channels(harness: Harness
 
 async def test_window_zero_never_collects(harness: Harness) -> None:
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.0)
+    sched = harness.scheduler(handler)
     now = utcnow()
     for offset in range(3):
-        sched.add(sms(offset, A, f"text {offset}", now))
+        sched.add(sms(offset, A, f"text {offset}", now, window_s=0.0))
     await eventually(lambda: sched.offsets.to_commit() == 3)
     assert handler.offsets_of() == [[0], [1], [2]]
 
@@ -452,7 +475,7 @@ async def test_provider_retries_inside_a_burst_are_one_text_of_its_one_turn(
     harness: Harness,
 ) -> None:
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.2)
+    sched = harness.scheduler(handler)
     now = utcnow()
     first = sms(0, A, "change my address", now)
     sched.add(first)
@@ -473,7 +496,7 @@ async def test_provider_retries_inside_a_burst_are_one_text_of_its_one_turn(
 
 async def test_retries_do_not_count_toward_the_burst_cap(harness: Harness) -> None:
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.2, max_collected=2)
+    sched = harness.scheduler(handler, max_collected=2)
     t0 = utcnow() - timedelta(seconds=30)
     first = sms(0, A, "a", t0)
     sched.add(first)
@@ -487,7 +510,7 @@ async def test_retries_do_not_count_toward_the_burst_cap(harness: Harness) -> No
 
 async def test_a_retry_does_not_hold_the_burst_open(harness: Harness) -> None:
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.2)
+    sched = harness.scheduler(handler)
     t0 = utcnow() - timedelta(seconds=30)
     first = sms(0, A, "a", t0)
     sched.add(first)
@@ -503,8 +526,8 @@ async def test_a_retry_after_the_burst_was_handled_is_a_turn_of_its_own(harness:
     """The scheduler cannot know the earlier turn was answered: memory's processed record
     filters it out under the lock (see `TurnProcessor.run`)."""
     handler = FakeHandler(blocking=False)
-    sched = harness.scheduler(handler, window_s=0.05)
-    first = sms(0, A, "a", utcnow())
+    sched = harness.scheduler(handler)
+    first = sms(0, A, "a", utcnow(), window_s=0.05)
     sched.add(first)
     await eventually(lambda: sched.offsets.to_commit() == 1)
     sched.add(retry(1, A, first))
@@ -677,15 +700,25 @@ async def test_a_queued_utterance_with_a_newer_one_behind_it_starts_interrupted(
     assert interrupted == {0: True, 1: True, 2: False}
 
 
-@pytest.mark.parametrize("channel", [Channel.CHAT, Channel.SMS])
-async def test_non_voice_turns_are_not_interrupted(harness: Harness, channel: Channel) -> None:
+@pytest.mark.parametrize(
+    ("channel", "profile"),
+    [
+        (Channel.CHAT, chat_profile()),
+        (Channel.SMS, sms_profile(collect_window_ms=50)),
+        ("kiosk", ChannelProfile()),  # a made-up text channel with the default profile
+    ],
+    ids=["chat", "sms", "kiosk"],
+)
+async def test_non_voice_turns_are_not_interrupted(
+    harness: Harness, channel: str, profile: ChannelProfile
+) -> None:
     handler = FakeHandler()
     sched = harness.scheduler(handler)
-    sched.add(work(0, A, message(channel, "first")))
+    sched.add(work(0, A, message(channel, "first", profile=profile)))
     running = (await handler.started(0)).turn
     assert running is not None
     sched.add(voice(1, A, "a voice utterance"))
-    sched.add(work(2, A, message(channel, "second")))
+    sched.add(work(2, A, message(channel, "second", profile=profile)))
     assert not running.interrupted.is_set()
 
 
@@ -699,6 +732,45 @@ async def test_voice_after_the_turn_finished_interrupts_nothing(harness: Harness
     sched.add(voice(1, A, "second"))
     await handler.started(1)
     assert first is not None and not first.interrupted.is_set()
+
+
+# --- the profile decides, not the channel's name ------------------------------------------
+
+
+async def test_a_made_up_channel_with_a_collect_window_has_its_bursts_collected(
+    harness: Harness,
+) -> None:
+    kiosk = ChannelProfile(text_format=TextFormat.GSM7, max_segments=2, collect_window_ms=200)
+    handler = FakeHandler(blocking=False)
+    sched = harness.scheduler(handler)
+    now = utcnow()
+    for offset, text in enumerate(["hi", "one more thing"]):
+        at = now + timedelta(seconds=offset * 0.01)
+        sched.add(work(offset, A, message("kiosk", text, at=at, profile=kiosk)))
+    sched.add(sms(2, A, "from my phone", now + timedelta(seconds=0.02)))  # another channel
+
+    await eventually(lambda: sched.offsets.to_commit() == 3)
+    assert handler.offsets_of() == [[0, 1], [2]]
+
+
+async def test_a_made_up_speech_channel_is_interrupted_by_its_caller(harness: Harness) -> None:
+    phone = ChannelProfile(
+        modality=Modality.SPEECH,
+        text_format=TextFormat.SPEAKABLE,
+        interruptible=True,
+        streams_parts=True,
+    )
+    handler = FakeHandler()
+    sched = harness.scheduler(handler)
+    sched.add(work(0, A, message("phone", "what are your hours", profile=phone)))
+    running = (await handler.started(0)).turn
+    assert running is not None
+
+    sched.add(voice(1, A, "", MessageKind.PARTIAL_TRANSCRIPT))  # the same customer, on voice
+    assert not running.interrupted.is_set()
+    speaking = message("phone", "", kind=MessageKind.PARTIAL_TRANSCRIPT, profile=phone)
+    sched.add(work(2, A, speaking))
+    assert running.interrupted.is_set()
 
 
 # --- poison --------------------------------------------------------------------------------
@@ -803,8 +875,8 @@ async def test_drain_starts_no_turn_for_a_key_waiting_for_a_slot(harness: Harnes
 async def test_drain_starts_no_turn_for_an_sms_burst_still_collecting(harness: Harness) -> None:
     """'Stop starting turns': a burst whose window closes during the drain is left alone."""
     handler = FakeHandler()
-    sched = harness.scheduler(handler, window_s=0.1)
-    sched.add(sms(0, A, "hi", utcnow()))
+    sched = harness.scheduler(handler)
+    sched.add(sms(0, A, "hi", utcnow(), window_s=0.1))
     await settle()
     assert handler.calls == []
     draining = asyncio.create_task(sched.drain(0.5))

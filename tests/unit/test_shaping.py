@@ -1,10 +1,17 @@
-"""Per-channel shaping: exact outputs for chat, SMS (GSM-7 / UCS-2 segments) and voice."""
+"""Shaping by channel profile: exact outputs for markdown (chat), plain text, GSM-7 (SMS
+segments, GSM-7 / UCS-2) and speakable text (voice), each within the profile's limits."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from services.brain.shaping import MAX_REPLY_CHARS, ShapingRules, shape, strip_markdown
+from services.brain.shaping import (
+    DEFAULT_SEGMENT_BUDGET,
+    MAX_REPLY_CHARS,
+    shape,
+    strip_markdown,
+)
 from services.brain.sms_text import (
     SegmentInfo,
     count_segments,
@@ -12,9 +19,22 @@ from services.brain.sms_text import (
     is_gsm7,
     normalize_gsm7,
 )
-from shared.contracts import Channel
+from services.channels.sms.profile import sms_profile
+from services.channels.voipbin.profile import VoiceProfileSettings, voice_profile
+from services.channels.webchat.profile import chat_profile
+from shared.contracts import ChannelProfile, Modality, TextFormat
 
 pytestmark = pytest.mark.unit
+
+CHAT = chat_profile()
+SMS = sms_profile()
+VOICE = voice_profile(VoiceProfileSettings(max_spoken_chars=300))
+
+
+def changed(profile: ChannelProfile, **fields: object) -> ChannelProfile:
+    """`profile` with `fields` changed, validated like a channel's own profile."""
+    return ChannelProfile.model_validate({**profile.model_dump(), **fields})
+
 
 CYRILLIC = "ж"  # one UTF-16 unit, not GSM-7: forces UCS-2
 EMOJI = "😀"  # outside the BMP: a surrogate pair, two UTF-16 units
@@ -168,9 +188,9 @@ def test_budget_must_be_positive() -> None:
         fit_to_segments("hi", 0)
 
 
-@pytest.mark.parametrize("channel", list(Channel))
-def test_an_empty_answer_stays_empty(channel: Channel) -> None:
-    assert shape(channel, "  \n ") == ""
+@pytest.mark.parametrize("text_format", list(TextFormat))
+def test_an_empty_answer_stays_empty(text_format: TextFormat) -> None:
+    assert shape(ChannelProfile(text_format=text_format), "  \n ") == ""
 
 
 # --- chat -----------------------------------------------------------------------------------
@@ -178,20 +198,30 @@ def test_an_empty_answer_stays_empty(channel: Channel) -> None:
 
 def test_chat_keeps_markdown_and_strips_surrounding_whitespace() -> None:
     text = "  **Hi** see [docs](https://a.example/x_y)\n- item  \n\n"
-    assert shape(Channel.CHAT, text) == "**Hi** see [docs](https://a.example/x_y)\n- item"
+    assert shape(CHAT, text) == "**Hi** see [docs](https://a.example/x_y)\n- item"
 
 
 def test_chat_is_capped_at_a_word_boundary() -> None:
-    rules = ShapingRules(max_reply_chars=20)
-    assert shape(Channel.CHAT, "one two three four five six", rules) == "one two three four…"
-    assert shape(Channel.CHAT, "Hello there. General Kenobi", rules) == "Hello there."
-    assert ShapingRules().max_reply_chars == MAX_REPLY_CHARS
+    short = changed(CHAT, max_chars=20)
+    assert shape(short, "one two three four five six") == "one two three four…"
+    assert shape(short, "Hello there. General Kenobi") == "Hello there."
+    assert CHAT.max_chars == ChannelProfile().max_chars == MAX_REPLY_CHARS
 
 
-@pytest.mark.parametrize("field", ["sms_segment_budget", "voice_max_chars", "max_reply_chars"])
-def test_rules_refuse_non_positive_limits(field: str) -> None:
-    with pytest.raises(ValueError, match=field):
-        ShapingRules(**{field: 0})
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"max_chars": 0}, "max_chars"),
+        ({"text_format": TextFormat.GSM7, "max_segments": 0}, "max_segments"),
+        ({"text_format": TextFormat.PLAIN, "max_segments": 2}, "gsm7 text format only"),
+    ],
+    ids=["max_chars", "max_segments", "segments_without_gsm7"],
+)
+def test_profiles_refuse_limits_shaping_cannot_honour(
+    fields: dict[str, object], field: str
+) -> None:
+    with pytest.raises(ValidationError, match=field):
+        ChannelProfile.model_validate(fields)
 
 
 # --- markdown stripping ---------------------------------------------------------------------
@@ -219,7 +249,7 @@ def test_sms_is_plain_gsm7_text_with_link_targets() -> None:
         "- Mon\u2013Fri   9\u20135\n"
         "- Sat: \u201cclosed\u201d…  "
     )
-    shaped = shape(Channel.SMS, text)
+    shaped = shape(SMS, text)
     assert shaped == (
         'Hours: see our page (https://example.org/opening_hours)\nMon-Fri 9-5\nSat: "closed"...'
     )
@@ -227,15 +257,40 @@ def test_sms_is_plain_gsm7_text_with_link_targets() -> None:
 
 
 def test_sms_keeps_emoji_and_so_goes_ucs2() -> None:
-    assert shape(Channel.SMS, f"Thanks {EMOJI}") == f"Thanks {EMOJI}"
+    assert shape(SMS, f"Thanks {EMOJI}") == f"Thanks {EMOJI}"
 
 
 def test_sms_fits_the_segment_budget() -> None:
-    one = ShapingRules(sms_segment_budget=1)
-    assert shape(Channel.SMS, "word " * 200, one) == ("word " * 31).rstrip() + "..."
-    assert count_segments(shape(Channel.SMS, "word " * 200)).segments == 3
-    assert count_segments(shape(Channel.SMS, "Short one. " * 60)).segments == 3
-    assert shape(Channel.SMS, "Short one. " * 60).endswith("one.")
+    one = sms_profile(segment_budget=1)
+    assert shape(one, "word " * 200) == ("word " * 31).rstrip() + "..."
+    assert count_segments(shape(SMS, "word " * 200)).segments == 3
+    assert count_segments(shape(SMS, "Short one. " * 60)).segments == 3
+    assert shape(SMS, "Short one. " * 60).endswith("one.")
+
+
+def test_a_gsm7_profile_without_a_segment_budget_gets_the_default() -> None:
+    unbudgeted = ChannelProfile(text_format=TextFormat.GSM7)
+    assert shape(unbudgeted, "word " * 200) == shape(
+        sms_profile(DEFAULT_SEGMENT_BUDGET), "word " * 200
+    )
+    assert count_segments(shape(unbudgeted, "word " * 200)).segments == DEFAULT_SEGMENT_BUDGET
+
+
+# --- plain text -----------------------------------------------------------------------------
+
+
+def test_plain_text_loses_markup_keeps_link_targets_and_typography() -> None:
+    plain = ChannelProfile(text_format=TextFormat.PLAIN)
+    text = "**Hours**: see [our page](https://example.org/x_y)\n\n- Mon\u2013Fri \u201cnine\u201d  "
+    # Unlike GSM-7, nothing is traded for a cheaper alphabet: dashes and quotes stay.
+    assert shape(plain, text) == (
+        "Hours: see our page (https://example.org/x_y)\n\nMon\u2013Fri \u201cnine\u201d"
+    )
+
+
+def test_plain_text_is_capped_at_its_max_chars() -> None:
+    plain = ChannelProfile(text_format=TextFormat.PLAIN, max_chars=20)
+    assert shape(plain, "one **two** three four five six") == "one two three four…"
 
 
 # --- voice ----------------------------------------------------------------------------------
@@ -249,7 +304,7 @@ def test_voice_is_speakable_flowing_text() -> None:
         "Book at [our site](https://example.org/book) or https://www.example.com/a?b=1. "
         "Save 20% today! 🎉"
     )
-    assert shape(Channel.VOICE, text) == (
+    assert shape(VOICE, text) == (
         "Opening hours. Mon\u2013Fri: 9 to 5. Sat and Sun: closed. "
         "Book at our site or example.com. Save 20 percent today!"
     )
@@ -264,37 +319,47 @@ def test_voice_is_speakable_flowing_text() -> None:
     ],
 )
 def test_voice_reads_a_url_as_its_host(text: str, spoken: str) -> None:
-    assert shape(Channel.VOICE, text) == spoken
+    assert shape(VOICE, text) == spoken
 
 
 def test_voice_drops_emoji_and_pictographs() -> None:
     text = "Great 👍🏽 job 👨‍👩‍👧 ❤️ ⭐ 🇫🇷!"
-    assert shape(Channel.VOICE, text) == "Great job!"
+    assert shape(VOICE, text) == "Great job!"
 
 
 def test_voice_joins_a_wrapped_line_but_ends_a_list_item() -> None:
     text = "We open at nine and\nclose at five\nWeekends\n- closed"
-    assert shape(Channel.VOICE, text) == "We open at nine and close at five. Weekends. closed."
+    assert shape(VOICE, text) == "We open at nine and close at five. Weekends. closed."
 
 
 def test_voice_speaks_ampersand_and_percent() -> None:
-    assert shape(Channel.VOICE, "Q&A: 5 % off, R & D") == "Q and A: 5 percent off, R and D."
+    assert shape(VOICE, "Q&A: 5 % off, R & D") == "Q and A: 5 percent off, R and D."
 
 
 def test_voice_cut_prefers_a_sentence_boundary() -> None:
-    rules = ShapingRules(voice_max_chars=40)
     text = "First sentence is here. Second sentence is longer than that."
-    assert shape(Channel.VOICE, text, rules) == "First sentence is here."
-    short = ShapingRules(voice_max_chars=15)
-    assert shape(Channel.VOICE, "Really? Yes! And then some more", short) == "Really? Yes!"
+    assert shape(changed(VOICE, max_chars=40), text) == "First sentence is here."
+    short = changed(VOICE, max_chars=15)
+    assert shape(short, "Really? Yes! And then some more") == "Really? Yes!"
 
 
 def test_voice_cut_never_splits_a_word() -> None:
-    rules = ShapingRules(voice_max_chars=20)
-    assert shape(Channel.VOICE, "alpha beta gamma delta epsilon", rules) == "alpha beta gamma..."
+    short = changed(VOICE, max_chars=20)
+    assert shape(short, "alpha beta gamma delta epsilon") == "alpha beta gamma..."
 
 
 def test_voice_default_length_is_capped() -> None:
-    shaped = shape(Channel.VOICE, "This is a sentence. " * 40)
+    shaped = shape(VOICE, "This is a sentence. " * 40)
     assert len(shaped) <= 300
     assert shaped == ("This is a sentence. " * 15).rstrip()
+
+
+def test_the_spoken_length_is_the_voice_channel_setting() -> None:
+    longer = voice_profile(VoiceProfileSettings(max_spoken_chars=600))
+    assert shape(longer, "This is a sentence. " * 40) == ("This is a sentence. " * 30).rstrip()
+
+
+def test_shaping_follows_the_text_format_not_the_modality() -> None:
+    """A spoken channel that wants markdown gets markdown: only the text format decides."""
+    odd = ChannelProfile(modality=Modality.SPEECH, text_format=TextFormat.MARKDOWN, max_chars=40)
+    assert shape(odd, "**Hi** there") == "**Hi** there"

@@ -8,16 +8,17 @@ import pytest
 
 from services.brain.hangup import HANGUP_MARKER, MarkerFilter, strip_marker
 from services.brain.prompt import system_prompt
+from shared.contracts import TextFormat
 
 pytestmark = pytest.mark.unit
 
 ANSWER = "Thanks for calling, goodbye! [hangup]"
 
 
-def test_the_voice_prompt_tells_the_model_to_end_with_the_marker() -> None:
-    assert HANGUP_MARKER in system_prompt("voice")
-    assert HANGUP_MARKER not in system_prompt("sms")
-    assert HANGUP_MARKER not in system_prompt("chat")
+def test_only_the_speakable_prompt_tells_the_model_to_end_with_the_marker() -> None:
+    assert HANGUP_MARKER in system_prompt(TextFormat.SPEAKABLE)
+    for written in (TextFormat.GSM7, TextFormat.MARKDOWN, TextFormat.PLAIN):
+        assert HANGUP_MARKER not in system_prompt(written)
 
 
 @pytest.mark.parametrize(
