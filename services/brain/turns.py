@@ -207,11 +207,10 @@ class TurnProcessor(CallTurns):
     ) -> Answer:
         """The whole answer at once (text channels, held requests), shaped for the channel."""
         first = turn.first
-        text = await self._generate(first, request, fallback)
-        end_call = False
-        if first.profile.spoken:  # the hangup marker is asked for on calls only
-            text, hangup = strip_marker(text)
-            end_call = hangup or caller_said_goodbye(turn.messages)
+        # The marker is asked for on calls only, but a model that saw earlier call turns may
+        # write it anywhere: it never reaches a customer, and it ends only a call.
+        text, hangup = strip_marker(await self._generate(first, request, fallback))
+        end_call = first.profile.spoken and (hangup or caller_said_goodbye(turn.messages))
         text = shape(first.profile, text)
         return Answer([self._reply(turn, lease, text, end_call=end_call)], said=text)
 

@@ -412,6 +412,18 @@ async def test_a_made_up_text_channel_with_the_default_profile_gets_markdown_who
     assert [(r.part, r.text, r.final, r.channel) for r in replies] == [(0, answer, True, "kiosk")]
 
 
+@pytest.mark.parametrize("channel", ["chat", "sms"])
+async def test_the_hangup_marker_never_reaches_a_text_customer_nor_ends_anything(
+    brain: Brain, channel: str
+) -> None:
+    # A model that saw earlier call turns may end a text answer with the marker too.
+    brain.engine.answers = ["Thanks, goodbye! [hangup]"]
+
+    replies = await brain.processor.handle(inbound("bye", channel=channel, message_id="t1"))
+
+    assert [(r.text, r.end_call) for r in replies] == [("Thanks, goodbye!", False)]
+
+
 async def test_a_made_up_speech_channel_is_spoken_in_parts_and_hung_up_on_goodbye(
     brain: Brain,
 ) -> None:
