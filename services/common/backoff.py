@@ -7,11 +7,13 @@ Attempt n (1-based) may wait up to `min(cap_s, base_s * 2**(n-1))`, the ceiling.
 - `equal`: uniform in [ceiling/2, ceiling]; for waits that should not collapse to nothing,
   such as reconnecting to a broker that is down.
 Every retry loop (provider sends, the model, Kafka reconnects, consumers) asks one of these
-for its delays instead of writing the formula again.
+for its delays instead of writing the formula again. `RetryPolicy` adds what a call to a
+provider also needs: how many attempts, and how long all of them may take.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,3 +61,34 @@ class BackoffCounter:
 
     def succeeded(self) -> None:
         self.failures = 0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry a call to a provider (Twilio, VoIPBin, the model): at most
+    `max_attempts` attempts in all, full-jitter waits between them, never past `budget_s`
+    from the first attempt (infinite: no time limit)."""
+
+    max_attempts: int = 4
+    base_s: float = 0.2
+    cap_s: float = 5.0
+    budget_s: float = math.inf
+
+    @property
+    def backoff(self) -> Backoff:
+        """The backoff between attempts."""
+        return Backoff(self.base_s, self.cap_s, jitter="full")
+
+    def ceiling_s(self, attempt: int) -> float:
+        """The longest wait after failed attempt `attempt` (1-based)."""
+        return self.backoff.ceiling_s(attempt)
+
+    def delay_s(
+        self, attempt: int, retry_after_s: float | None = None, uniform: Uniform = random.uniform
+    ) -> float:
+        """The wait after failed attempt `attempt` (1-based), at least `retry_after_s`."""
+        return self.backoff.delay_s(attempt, retry_after_s, uniform)
+
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+"""One attempt, no retries."""

@@ -17,10 +17,11 @@ from redis.asyncio import Redis
 
 from services.channels.sms.client import TwilioClient
 from services.channels.sms.fake import FakeTwilioConfig, FakeTwilioServer
-from services.channels.sms.outbound import SendPolicy, SmsOutput
+from services.channels.sms.outbound import SmsOutput
 from services.channels.sms.rate_limit import SenderRateLimit
 from services.channels.sms.store import SmsConsent, SmsLedger
 from services.channels.sms.twilio import TwilioSettings
+from services.common.backoff import RetryPolicy
 from services.common.consuming import PermanentFailure
 from shared.contracts import Channel, DeliveryReceipt, Lifecycle, Reply
 from tests.support.infra import Infra
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 ACCOUNT = "AC" + "2" * 32
 TOKEN = "delivery-test-token"
 CUSTOMER = "+14155550199"
-FAST = SendPolicy(max_attempts=30, retry_budget_s=30, backoff_base_s=0.01, backoff_cap_s=0.05)
+FAST = RetryPolicy(max_attempts=30, base_s=0.01, cap_s=0.05, budget_s=30)
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Rig:
     ledger: SmsLedger
 
     def output(
-        self, *, owner: str = "egress-1", timeout_s: float = 5.0, policy: SendPolicy = FAST
+        self, *, owner: str = "egress-1", timeout_s: float = 5.0, policy: RetryPolicy = FAST
     ) -> SmsOutput:
         settings = TwilioSettings(
             twilio_account_sid=ACCOUNT,
@@ -204,7 +205,7 @@ async def test_other_4xx_are_parked_at_once_and_can_be_sent_after_a_fix(rig: Rig
 
 async def test_exhausted_retries_park_the_reply_as_twilio_unavailable(rig: Rig) -> None:
     rig.fake.configure(fail_next=100, fail_status=503)
-    policy = SendPolicy(max_attempts=3, retry_budget_s=5, backoff_base_s=0.01, backoff_cap_s=0.02)
+    policy = RetryPolicy(max_attempts=3, base_s=0.01, cap_s=0.02, budget_s=5)
     with pytest.raises(PermanentFailure) as failure:
         await rig.output(policy=policy).deliver(reply())
     assert failure.value.reason == "twilio_unavailable"

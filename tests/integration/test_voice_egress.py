@@ -24,7 +24,6 @@ from redis.asyncio import Redis
 from structlog.testing import capture_logs
 
 from services.channels.voipbin.client import VoipbinClient
-from services.channels.voipbin.errors import RetryPolicy
 from services.channels.voipbin.fake import (
     FakeVoipbinConfig,
     FakeVoipbinServer,
@@ -33,6 +32,7 @@ from services.channels.voipbin.fake import (
 from services.channels.voipbin.outbound import HangupSchedule, VoiceOutput, VoicePolicy
 from services.channels.voipbin.settings import VoipbinSettings
 from services.channels.voipbin.store import CallRegistry, FetchClaims, FetchOutcome, ReplyLedger
+from services.common.backoff import RetryPolicy
 from services.common.consuming import PermanentFailure
 from services.common.inbox import InboxWriter, inbox_key
 from services.egress.config import EgressSettings

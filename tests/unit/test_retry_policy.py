@@ -11,11 +11,8 @@ from email.utils import format_datetime
 import pytest
 
 from services.brain.engines.base import EngineError
-from services.brain.engines.retry import (
-    Failure,
-    RetryPolicy,
-    run_with_retries,
-)
+from services.brain.engines.retry import Failure, run_with_retries
+from services.common.backoff import RetryPolicy
 from services.common.retry_after import retry_after_s
 
 pytestmark = pytest.mark.unit
@@ -95,7 +92,7 @@ async def run(
 ) -> tuple[str, int]:
     return await run_with_retries(
         attempt,
-        policy=policy or RetryPolicy(max_retries=3, base_s=0.25, cap_s=4.0),
+        policy=policy or RetryPolicy(max_attempts=4, base_s=0.25, cap_s=4.0),
         budget_s=budget_s,
         attempt_timeout_s=attempt_timeout_s,
         classify=classify,
@@ -106,19 +103,26 @@ async def run(
 
 
 def test_backoff_bound_doubles_from_base_up_to_cap() -> None:
-    policy = RetryPolicy(max_retries=10, base_s=0.25, cap_s=4.0)
-    bounds = [policy.backoff_bound_s(n) for n in range(8)]
+    policy = RetryPolicy(max_attempts=11, base_s=0.25, cap_s=4.0)
+    bounds = [policy.ceiling_s(n + 1) for n in range(8)]
     assert bounds == [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0]
 
 
 def test_backoff_is_full_jitter_between_zero_and_the_bound() -> None:
-    policy = RetryPolicy(max_retries=10, base_s=0.25, cap_s=4.0)
+    policy = RetryPolicy(max_attempts=11, base_s=0.25, cap_s=4.0)
     jitter = Jitter(fraction=0.5)
-    assert [policy.backoff_s(n, jitter) for n in range(6)] == [0.125, 0.25, 0.5, 1.0, 2.0, 2.0]
+    assert [policy.delay_s(n + 1, uniform=jitter) for n in range(6)] == [
+        0.125,
+        0.25,
+        0.5,
+        1.0,
+        2.0,
+        2.0,
+    ]
     assert jitter.ranges == [(0.0, b) for b in (0.25, 0.5, 1.0, 2.0, 4.0, 4.0)]
 
     rng = random.Random(7)  # the real jitter: spread over the whole range, never above it
-    samples = [policy.backoff_s(2, rng.uniform) for _ in range(2000)]
+    samples = [policy.delay_s(3, uniform=rng.uniform) for _ in range(2000)]
     assert all(0.0 <= s <= 1.0 for s in samples)
     assert min(samples) < 0.05 and max(samples) > 0.95
 
@@ -145,7 +149,7 @@ async def test_success_first_time_does_not_sleep() -> None:
 async def test_retries_run_out_with_the_last_reason() -> None:
     time = FakeTime()
     attempt = Script(time, [SERVER, SERVER, RATE_LIMITED])
-    policy = RetryPolicy(max_retries=2, base_s=0.1, cap_s=1.0)
+    policy = RetryPolicy(max_attempts=3, base_s=0.1, cap_s=1.0)
 
     with pytest.raises(EngineError) as info:
         await run(attempt, time, policy=policy)
@@ -211,7 +215,7 @@ async def test_budget_is_never_exceeded(seed: int) -> None:
     time = FakeTime()
     started = time.now
     attempt = Script(time, [SERVER], took_s=0.7)
-    policy = RetryPolicy(max_retries=50, base_s=0.3, cap_s=2.0)
+    policy = RetryPolicy(max_attempts=51, base_s=0.3, cap_s=2.0)
 
     with pytest.raises(EngineError) as info:
         await run(
@@ -264,7 +268,7 @@ async def test_a_slow_attempt_times_out_and_is_retried() -> None:
             await asyncio.sleep(5)  # cut off by the loop's per-attempt timeout
         return "second time lucky"
 
-    policy = RetryPolicy(max_retries=1, base_s=0.01, cap_s=0.01)
+    policy = RetryPolicy(max_attempts=2, base_s=0.01, cap_s=0.01)
     result = await run_with_retries(
         attempt, policy=policy, budget_s=2.0, attempt_timeout_s=0.05, classify=classify
     )
@@ -279,7 +283,7 @@ async def test_a_timeout_cut_short_by_the_budget_is_budget_exhausted() -> None:
         await asyncio.sleep(5)
         return "never"
 
-    policy = RetryPolicy(max_retries=3, base_s=0.01, cap_s=0.01)
+    policy = RetryPolicy(max_attempts=4, base_s=0.01, cap_s=0.01)
     with pytest.raises(EngineError) as info:
         await run_with_retries(
             attempt, policy=policy, budget_s=0.1, attempt_timeout_s=10.0, classify=classify

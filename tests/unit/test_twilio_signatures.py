@@ -21,8 +21,8 @@ from services.channels.sms.fields import (
 )
 from services.channels.sms.inbound import EMPTY_TWIML, twiml
 from services.channels.sms.keywords import Keyword, classify
-from services.channels.sms.outbound import SendPolicy
 from services.channels.sms.twilio import TwilioSignatures, parse_form, public_request_url
+from services.common.backoff import RetryPolicy
 from services.ingress.identity import normalize_phone
 
 pytestmark = pytest.mark.unit
@@ -175,11 +175,11 @@ def test_twiml_is_xml_and_escapes_text() -> None:
 
 
 def test_send_backoff_is_capped_jittered_and_honours_retry_after() -> None:
-    policy = SendPolicy(backoff_base_s=0.5, backoff_cap_s=4.0)
-    delays = [policy.backoff_s(attempt, None) for attempt in range(1, 12) for _ in range(20)]
+    policy = RetryPolicy(base_s=0.5, cap_s=4.0)
+    delays = [policy.delay_s(attempt, None) for attempt in range(1, 12) for _ in range(20)]
     assert all(0 <= delay <= 4.0 for delay in delays)
     assert len({round(delay, 6) for delay in delays}) > 50  # jittered, not a fixed ladder
-    assert policy.backoff_s(1, 7.0) == 7.0
+    assert policy.delay_s(1, 7.0) == 7.0
 
 
 def test_twilio_error_messages_lose_phone_numbers() -> None:

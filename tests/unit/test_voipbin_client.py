@@ -17,9 +17,10 @@ import pytest_asyncio
 from pydantic import SecretStr, ValidationError
 
 from services.channels.voipbin.client import VoipbinClient
-from services.channels.voipbin.errors import RetryPolicy, VoipbinError, VoipbinUnreachable
+from services.channels.voipbin.errors import VoipbinError, VoipbinUnreachable
 from services.channels.voipbin.fake import FakeVoipbinConfig, FakeVoipbinServer
 from services.channels.voipbin.settings import VoipbinSettings
+from services.common.backoff import RetryPolicy
 from services.egress.config import EgressSettings
 
 pytestmark = [pytest.mark.unit, pytest.mark.asyncio]

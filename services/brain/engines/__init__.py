@@ -10,7 +10,6 @@ from services.brain.engines.base import (
     EngineTurn,
     FailureReason,
 )
-from services.brain.engines.retry import RetryPolicy
 
 __all__ = [
     "Engine",
@@ -18,7 +17,6 @@ __all__ = [
     "EngineRequest",
     "EngineTurn",
     "FailureReason",
-    "RetryPolicy",
     "build_engine",
 ]
 

@@ -11,9 +11,10 @@ from openai import AsyncOpenAI, AsyncStream
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 from services.brain.engines.base import EngineError, EngineRequest, EngineTurn
-from services.brain.engines.retry import Failure, RetryPolicy, run_with_retries
+from services.brain.engines.retry import Failure, run_with_retries
 from services.brain.engines.summary import keep_newest
 from services.brain.prompt import summary_input, summary_instructions, system_prompt
+from services.common.backoff import RetryPolicy
 from services.common.retry_after import retry_after_s
 
 T = TypeVar("T")
@@ -50,7 +51,9 @@ class OpenAIEngine:
         )
         self._model = model
         self._timeout_s = timeout_s
-        self._policy = RetryPolicy(max_retries, backoff_base_s, backoff_cap_s)
+        self._policy = RetryPolicy(
+            max_attempts=max_retries + 1, base_s=backoff_base_s, cap_s=backoff_cap_s
+        )
         self._turn_budget_s = turn_budget_s
         self._summary_budget_s = summary_budget_s or turn_budget_s / 2
 

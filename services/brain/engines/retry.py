@@ -1,18 +1,19 @@
-"""The one retry policy for model calls: full-jitter backoff inside a per-turn budget.
+"""Retrying model calls: the codebase's one `RetryPolicy`, inside a per-turn budget.
 
 Provider-neutral: an engine supplies the attempt (given its timeout) and a classifier that
 turns the provider's exceptions into a `Failure`. The rules:
 
 * timeouts, connection errors, 429 and 5xx are retried, other 4xx and empty completions
   are not;
-* the wait before retry n (0-based) is `uniform(0, min(cap_s, base_s * 2**n))`, unless
+* the wait after failed attempt n (1-based) is `uniform(0, min(cap_s, base_s * 2**(n-1)))`,
+  unless
   the failure carries a server hint (`Retry-After` on 429/503), which is used instead;
 * each attempt's timeout is `min(attempt_timeout_s, remaining budget)`;
 * nothing ever sleeps past the budget: when the next wait would reach it, the call gives up
   at once (sleeping until the deadline only to fail would just delay the apology).
 
 Which reason the final `EngineError` carries: `budget_exhausted` when another attempt was
-allowed by `max_retries` but the budget had no room for it (including an attempt whose
+allowed by `max_attempts` but the budget had no room for it (including an attempt whose
 timeout was cut short by the budget); otherwise the reason of the last failure (retries
 used up, or a failure that is not retried).
 """
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from services.brain.engines.base import EngineError, FailureReason
-from services.common.backoff import Backoff, Uniform
+from services.common.backoff import RetryPolicy, Uniform
 from shared.logs import get_logger
 
 log = get_logger("brain.engine")
@@ -48,33 +49,6 @@ class Failure:
 
 Classifier = Callable[[Exception], Failure | None]
 """Maps an attempt's exception to a `Failure`; None means "not a model failure": re-raise."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How many times to retry and how long to wait in between (full jitter, doubling)."""
-
-    max_retries: int
-    base_s: float
-    cap_s: float
-
-    @property
-    def backoff(self) -> Backoff:
-        return Backoff(self.base_s, self.cap_s, jitter="full")
-
-    def backoff_bound_s(self, retry: int) -> float:
-        """Longest wait before retry `retry` (0 for the first retry)."""
-        return self.backoff.ceiling_s(retry + 1)
-
-    def backoff_s(self, retry: int, uniform: Uniform = random.uniform) -> float:
-        """A full-jitter wait before retry `retry`."""
-        return self.backoff.delay_s(retry + 1, uniform=uniform)
-
-    def delay_s(self, failure: Failure, retry: int, uniform: Uniform = random.uniform) -> float:
-        """The wait before retry `retry`: the server's hint if it gave one, else backoff."""
-        if failure.retry_after_s is not None:
-            return failure.retry_after_s
-        return self.backoff_s(retry, uniform)
 
 
 async def run_with_retries(
@@ -119,9 +93,11 @@ async def run_with_retries(
                 raise
             failure, cause = classified, exc
         last = failure
-        if not failure.retryable or attempts > policy.max_retries:
+        if not failure.retryable or attempts >= policy.max_attempts:
             raise EngineError(failure.reason, attempts=attempts, detail=failure.detail) from cause
-        delay = policy.delay_s(failure, attempts - 1, uniform)
+        # A server's hint is used as it is (a 429 asking for 2 s gets 2 s, not more).
+        hint = failure.retry_after_s
+        delay = hint if hint is not None else policy.delay_s(attempts, uniform=uniform)
         if delay >= deadline - clock():
             raise EngineError(
                 "budget_exhausted", attempts=attempts, detail=failure.detail

@@ -10,10 +10,11 @@ from __future__ import annotations
 from services.channels.sdk.plugin import ChannelPlugin, EgressContext, IngressContext
 from services.channels.sms.client import TwilioClient
 from services.channels.sms.inbound import SmsChannel
-from services.channels.sms.outbound import SendPolicy, SmsOutput
+from services.channels.sms.outbound import SmsOutput
 from services.channels.sms.profile import NAME, sms_profile
 from services.channels.sms.rate_limit import SenderRateLimit
 from services.channels.sms.store import SmsConsent, SmsLedger
+from services.common.backoff import RetryPolicy
 
 
 def build_inbound(ctx: IngressContext) -> SmsChannel:
@@ -44,11 +45,11 @@ def build_outbound(ctx: EgressContext) -> SmsOutput:
         sender=settings.sender,
         status_callback=settings.status_callback_url if settings.sms_status_callbacks else None,
         owner=settings.instance_id,
-        policy=SendPolicy(
+        policy=RetryPolicy(
             max_attempts=settings.sms_max_send_attempts,
-            retry_budget_s=settings.sms_retry_budget_s,
-            backoff_base_s=settings.sms_backoff_base_s,
-            backoff_cap_s=settings.sms_backoff_cap_s,
+            base_s=settings.sms_backoff_base_s,
+            cap_s=settings.sms_backoff_cap_s,
+            budget_s=settings.sms_retry_budget_s,
         ),
     )
 

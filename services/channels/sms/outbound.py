@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from prometheus_client import Counter
@@ -32,7 +31,7 @@ from services.channels.sms.profile import NAME
 from services.channels.sms.rate_limit import SenderRateLimit
 from services.channels.sms.store import Claim, ClaimKind, SmsConsent, SmsLedger, delivery_status
 from services.channels.sms.twilio import INVALID_NUMBER_CODES, MAX_BODY_CHARS, UNSUBSCRIBED
-from services.common.backoff import Backoff
+from services.common.backoff import RetryPolicy
 from services.common.consuming import PermanentFailure
 from services.common.ops import OpsEmitter
 from shared.contracts import DeliveryReceipt, DeliveryStatus, Lifecycle, Reply, ReplyKind
@@ -52,18 +51,9 @@ class TwilioLookupFailed(OSError):
     """Twilio's message log could not be read; the reply is retried like any outage."""
 
 
-@dataclass(frozen=True)
-class SendPolicy:
-    """How hard to try one reply before parking it."""
-
-    max_attempts: int = 20
-    retry_budget_s: float = 120.0
-    backoff_base_s: float = 0.5
-    backoff_cap_s: float = 30.0
-
-    def backoff_s(self, attempt: int, retry_after_s: float | None) -> float:
-        """Full-jitter exponential backoff, never shorter than Twilio's Retry-After."""
-        return Backoff(self.backoff_base_s, self.backoff_cap_s).delay_s(attempt, retry_after_s)
+SEND_POLICY = RetryPolicy(max_attempts=20, base_s=0.5, cap_s=30.0, budget_s=120.0)
+"""Sends of one reply: 429/5xx/network errors retried with full jitter, never sooner than
+Twilio's `Retry-After`, for up to two minutes; then the reply is parked."""
 
 
 class SmsOutput:
@@ -82,7 +72,7 @@ class SmsOutput:
         sender: str,
         status_callback: str | None,
         owner: str,
-        policy: SendPolicy | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -92,7 +82,7 @@ class SmsOutput:
         self._sender = sender
         self._status_callback = status_callback
         self._owner = owner
-        self._policy = policy or SendPolicy()
+        self._policy = policy or SEND_POLICY
 
     async def run(self) -> None:
         """Nothing runs in the background: status callbacks arrive through ingress."""
@@ -139,7 +129,7 @@ class SmsOutput:
             await asyncio.sleep(min(1.0, int(claim.detail) / 1000))
 
     async def _send(self, reply: Reply, claim: Claim) -> None:
-        deadline = time.monotonic() + self._policy.retry_budget_s
+        deadline = time.monotonic() + self._policy.budget_s
         outcome_unknown = False
         attempt = 0
         while True:
@@ -165,7 +155,7 @@ class SmsOutput:
             else:
                 await self._accepted(reply, sent, attempt)
                 return
-            delay = self._policy.backoff_s(attempt, retry_after)
+            delay = self._policy.delay_s(attempt, retry_after)
             if attempt >= self._policy.max_attempts or time.monotonic() + delay > deadline:
                 if not outcome_unknown:
                     await self._ledger.mark_unsent(reply.reply_id)

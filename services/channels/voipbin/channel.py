@@ -11,13 +11,13 @@ from fastapi import APIRouter
 
 from services.channels.sdk.plugin import ChannelPlugin, EgressContext, IngressContext
 from services.channels.voipbin.client import VoipbinClient
-from services.channels.voipbin.errors import RetryPolicy
 from services.channels.voipbin.inbound.callers import CallResolver
 from services.channels.voipbin.inbound.events import VoipbinEvents
 from services.channels.voipbin.inbound.fetch import VoipbinFetch
 from services.channels.voipbin.outbound import HangupSchedule, VoiceOutput, VoicePolicy
 from services.channels.voipbin.profile import NAME, VoiceProfileSettings, voice_profile
 from services.channels.voipbin.store import CallRegistry, FetchClaims, ReplyLedger
+from services.common.backoff import RetryPolicy
 from shared.contracts.inbox import HeldAnswer
 
 

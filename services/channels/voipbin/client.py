@@ -17,8 +17,9 @@ from typing import Any
 
 import httpx2
 
-from services.channels.voipbin.errors import NO_RETRY, RetryPolicy, VoipbinError, VoipbinUnreachable
+from services.channels.voipbin.errors import DEFAULT_RETRY, VoipbinError, VoipbinUnreachable
 from services.channels.voipbin.settings import VoipbinSettings
+from services.common.backoff import NO_RETRY, RetryPolicy
 from services.common.retry_after import retry_after_s
 from shared.logs import get_logger, redact
 
@@ -66,7 +67,7 @@ class VoipbinClient:
     ) -> None:
         self._base = settings.voipbin_api_base
         self._key = settings.voipbin_access_key.get_secret_value()
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or DEFAULT_RETRY
         _redact_http_logs()
         self._http = http or httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout_s, connect=5.0),

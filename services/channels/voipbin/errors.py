@@ -6,9 +6,7 @@ Errors come in an envelope `{"error": {"status", "reason", "message", ...}}`; 40
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from services.common.backoff import Backoff
+from services.common.backoff import RetryPolicy
 
 STATE_INVALID = "STATE_INVALID"
 NOT_FOUND = "RESOURCE_NOT_FOUND"
@@ -45,19 +43,6 @@ class VoipbinUnreachable(Exception):
     """No usable answer (network error, timeout, a 5xx page without an envelope)."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of 429, 5xx and network errors: full-jitter exponential backoff, never shorter
-    than `Retry-After` (providers.md 1.1), bounded by attempts and by a total time budget (a
-    `Retry-After` beyond the budget ends the retries at once: the caller retries later)."""
-
-    max_attempts: int = 4
-    base_s: float = 0.2
-    cap_s: float = 5.0
-    budget_s: float = 15.0
-
-    def delay_s(self, attempt: int, retry_after_s: float | None) -> float:
-        return Backoff(self.base_s, self.cap_s).delay_s(attempt, retry_after_s)
-
-
-NO_RETRY = RetryPolicy(max_attempts=1)
+DEFAULT_RETRY = RetryPolicy(max_attempts=4, base_s=0.2, cap_s=5.0, budget_s=15.0)
+"""429, 5xx and network errors: full jitter, never shorter than `Retry-After` (providers.md
+1.1); a `Retry-After` beyond the budget ends the retries at once (the caller retries later)."""

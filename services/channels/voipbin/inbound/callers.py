@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from services.channels.voipbin.client import VoipbinClient
-from services.channels.voipbin.errors import RetryPolicy, VoipbinError
+from services.channels.voipbin.errors import VoipbinError
 from services.channels.voipbin.inbound.payloads import (
     CallData,
     PayloadError,
@@ -22,6 +22,7 @@ from services.channels.voipbin.inbound.payloads import (
     validated,
 )
 from services.channels.voipbin.store import CallRecord, CallRegistry
+from services.common.backoff import RetryPolicy
 from services.ingress.identity import IdentityResolver
 
 LOOKUP_RETRY = RetryPolicy(max_attempts=2, base_s=0.1, cap_s=0.5, budget_s=2.0)

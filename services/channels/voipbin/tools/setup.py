@@ -29,7 +29,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.channels.voipbin import actions as voipbin_actions
 from services.channels.voipbin.client import VoipbinClient
-from services.channels.voipbin.errors import RetryPolicy, VoipbinError, VoipbinUnreachable
+from services.channels.voipbin.errors import VoipbinError, VoipbinUnreachable
 from services.channels.voipbin.settings import (
     DEV_ACCESS_KEY,
     EVENTS_PATH,
@@ -37,6 +37,7 @@ from services.channels.voipbin.settings import (
     fetch_url,
     sip_uri,
 )
+from services.common.backoff import RetryPolicy
 from shared.settings import BaseServiceSettings, plain_env
 
 DEFAULT_FLOW_NAME = "switchboard"
