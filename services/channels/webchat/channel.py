@@ -29,21 +29,20 @@ class WebChatInbound(WebChatChannel):
 
     def router(self) -> APIRouter:
         """`/v1/chat/...` plus the page at `/` and its two assets under `/static/`."""
-        router = super().router()
-        page = APIRouter(include_in_schema=False)
+        router = APIRouter()
+        router.include_router(super().router())
 
-        @page.get("/")
+        @router.get("/", include_in_schema=False)
         async def index() -> FileResponse:
             return FileResponse(WEB_DIR / "index.html")
 
-        @page.get("/static/{name}")
+        @router.get("/static/{name}", include_in_schema=False)
         async def asset(name: str) -> FileResponse:
             # Only the page's own files: nothing else on disk is reachable by name.
             if name not in PAGE_FILES:
                 raise HTTPException(status_code=404)
             return FileResponse(WEB_DIR / name, media_type=PAGE_FILES[name])
 
-        router.include_router(page)
         return router
 
 
