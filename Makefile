@@ -67,6 +67,11 @@ typecheck: install ## mypy only
 schemas: install ## regenerate shared/schemas/v1.json from the contracts
 	$(BIN)/switchboard schemas export
 
+.PHONY: new-channel
+new-channel: install ## a new channel folder from the template: make new-channel NAME=kiosk
+	@[ -n "$(NAME)" ] || { echo "usage: make new-channel NAME=<name>" >&2; exit 2; }
+	$(BIN)/python -m services.channels.scaffold --name "$(NAME)"
+
 bench: install ## benchmarks (print tables; see docs/benchmarks.md)
 	@ls bench/*.py >/dev/null 2>&1 && for b in bench/*.py; do $(BIN)/python $$b; done || echo "no benchmarks yet"
 
