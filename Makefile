@@ -43,8 +43,8 @@ test: install browser ## every test tier against a real Kafka broker and Redis (
 test-unit: install ## pure logic only (no broker)
 	$(BIN)/pytest tests/unit
 
-test-integration: install ## real Kafka + Redis, in-process services
-	$(BIN)/pytest tests/integration
+test-integration: install ## real Kafka + Redis, in-process services (channel conformance included)
+	$(BIN)/pytest tests/integration tests/conformance
 
 test-e2e: install browser ## services as real processes
 	$(BIN)/pytest tests/e2e

@@ -50,7 +50,7 @@ lane() {  # lane <name> <pytest args...>
     --basetemp="$RESULTS/tmp-$name" >"$RESULTS/$name.log" 2>&1
 }
 
-declare -A LANES=([logic]="tests/unit tests/integration" [e2e]="tests/e2e" [resilience]="tests/resilience")
+declare -A LANES=([logic]="tests/unit tests/integration tests/conformance" [e2e]="tests/e2e" [resilience]="tests/resilience")
 declare -A PIDS=()
 say "running the test lanes side by side: ${!LANES[*]} (output in $RESULTS)"
 for name in "${!LANES[@]}"; do

@@ -135,7 +135,7 @@ async def ingress(infra: Infra, namespace: str) -> AsyncIterator[Served]:
         chat_max_text=4000,
     )
     app = create_app(settings)
-    sock = socket.socket()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     # log_config=None: uvicorn's records reach the root logger, so caplog sees them.

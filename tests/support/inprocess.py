@@ -17,7 +17,9 @@ from fastapi import FastAPI
 async def serving(app: FastAPI, ready_timeout_s: float = 90.0) -> AsyncIterator[str]:
     """Run `app` on a free local port until the block ends; yields its base URL once its
     `/readyz` answers 200 (Kafka connected, consumers subscribed)."""
-    sock = socket.socket()
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say they are TCP; without it
+    # every small response waits ~40 ms for Nagle's algorithm.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     # log_config=None: keep the logging the test session configured.
