@@ -55,7 +55,6 @@ from shared.contracts import Reply
 from shared.topics import Topics
 from tests.conformance.goldens import Outcome, golden_files, load, summary
 from tests.conformance.stack import (
-    RecordingOps,
     brain_settings,
     caught_up,
     end_offsets,
@@ -80,6 +79,7 @@ from tests.support.brain import ScriptedEngine
 from tests.support.hostile import http_routes
 from tests.support.infra import Infra
 from tests.support.kafka import eventually, read_topic
+from tests.support.ops import RecordingOps
 
 integration = pytest.mark.integration
 unit = pytest.mark.unit

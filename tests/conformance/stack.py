@@ -19,7 +19,7 @@ import json
 import socket
 import threading
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -33,7 +33,6 @@ from services.brain.main import create_app as create_brain
 from services.channels.sdk.plugin import ChannelPlugin
 from services.egress.config import EgressSettings
 from services.egress.main import create_app as create_egress
-from shared.contracts import DeliveryReceipt, Lifecycle
 from tests.support.brain import ScriptedEngine
 from tests.support.infra import Infra
 
@@ -125,20 +124,6 @@ async def caught_up(bootstrap: str, group_id: str, topic: str) -> bool:
         await admin.close()
     done = {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == topic}
     return all(end == 0 or done.get(partition, -1) >= end for partition, end in ends.items())
-
-
-@dataclass
-class RecordingOps:
-    """An `OpsEmitter` stand-in for an adapter built in a test: records what it reports."""
-
-    events: list[tuple[Lifecycle, dict[str, Any]]] = field(default_factory=list)
-    receipts: list[DeliveryReceipt] = field(default_factory=list)
-
-    async def emit(self, step: Lifecycle, **fields: Any) -> None:
-        self.events.append((step, fields))
-
-    async def receipt(self, receipt: DeliveryReceipt) -> None:
-        self.receipts.append(receipt)
 
 
 # -- the provider side of the wire -------------------------------------------------------------

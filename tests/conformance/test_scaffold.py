@@ -29,9 +29,9 @@ from services.common.inbox import InboxReader
 from services.egress.config import EgressSettings
 from services.ingress.config import IngressSettings
 from shared.contracts import InboundMessage, Lifecycle, Reply
-from tests.conformance.stack import RecordingOps
 from tests.conformance.structure import channels_from, egress_context, structural_problems
 from tests.support.infra import REPO_ROOT
+from tests.support.ops import RecordingOps
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import asyncio
 import secrets
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -23,8 +23,9 @@ from services.channels.sms.store import SmsConsent, SmsLedger
 from services.channels.sms.twilio import TwilioSettings
 from services.common.backoff import RetryPolicy
 from services.common.consuming import PermanentFailure
-from shared.contracts import Channel, DeliveryReceipt, Lifecycle, Reply
+from shared.contracts import Channel, Lifecycle, Reply
 from tests.support.infra import Infra
+from tests.support.ops import RecordingOps
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -32,23 +33,6 @@ ACCOUNT = "AC" + "2" * 32
 TOKEN = "delivery-test-token"
 CUSTOMER = "+14155550199"
 FAST = RetryPolicy(max_attempts=30, base_s=0.01, cap_s=0.05, budget_s=30)
-
-
-@dataclass
-class RecordingOps:
-    """Collects ops events (the ops topic is observation only; the effects are what we test)."""
-
-    events: list[tuple[Lifecycle, dict[str, Any]]] = field(default_factory=list)
-    receipts: list[DeliveryReceipt] = field(default_factory=list)
-
-    async def emit(self, step: Lifecycle, **fields: Any) -> None:
-        self.events.append((step, fields))
-
-    async def receipt(self, receipt: DeliveryReceipt) -> None:
-        self.receipts.append(receipt)
-
-    def steps(self) -> list[Lifecycle]:
-        return [step for step, _ in self.events]
 
 
 @dataclass

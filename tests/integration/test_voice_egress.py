@@ -37,37 +37,19 @@ from services.common.consuming import PermanentFailure
 from services.common.inbox import InboxWriter, inbox_key
 from services.egress.config import EgressSettings
 from services.egress.main import create_app
-from shared.contracts import Channel, DeliveryReceipt, Lifecycle, Reply, ReplyKind, ReplyMode
+from shared.contracts import Channel, Lifecycle, Reply, ReplyKind, ReplyMode
 from shared.contracts.inbound import ReplyModeKind
 from shared.contracts.inbox import HeldAnswer
 from shared.topics import Topics
 from tests.support.infra import Infra
 from tests.support.kafka import eventually, read_topic
+from tests.support.ops import RecordingOps
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 KEY = "voice-egress-accesskey-3b7f0c2a9e"
 FAST_RETRY = RetryPolicy(max_attempts=30, base_s=0.005, cap_s=0.05, budget_s=20)
 QUICK = VoicePolicy(chars_per_s=1000.0, hangup_wait_max_s=2.0, state_wait_s=5.0)
-
-
-@dataclass
-class RecordingOps:
-    """Collects ops events (observations; the effects at the fake are what is tested)."""
-
-    events: list[tuple[Lifecycle, dict[str, Any]]] = field(default_factory=list)
-
-    async def emit(self, step: Lifecycle, **fields: Any) -> None:
-        self.events.append((step, fields))
-
-    async def receipt(self, receipt: DeliveryReceipt) -> None:
-        raise AssertionError("voice egress sends no delivery receipts")
-
-    def steps(self) -> list[Lifecycle]:
-        return [step for step, _ in self.events]
-
-    def of(self, step: Lifecycle) -> list[dict[str, Any]]:
-        return [fields for s, fields in self.events if s is step]
 
 
 @dataclass
@@ -128,6 +110,7 @@ async def rig(infra: Infra, namespace: str, redis: Redis) -> AsyncIterator[Rig]:
     for client in rig.clients:
         await client.aclose()
     await asyncio.to_thread(fake.stop)
+    assert not rig.ops.receipts, "voice egress sends no delivery receipts"
 
 
 def reply(call_id: str, text: str = "", **overrides: Any) -> Reply:

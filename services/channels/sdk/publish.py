@@ -67,6 +67,33 @@ class InboundPublisher:
         )
 
 
+def build_message(
+    channel: str,
+    profile: ChannelProfile,
+    *,
+    provider_message_id: str,
+    address: str,
+    conversation_id: str,
+    kind: MessageKind = MessageKind.TEXT,
+    text: str = "",
+    reply: ReplyMode | None = None,
+    merge_from: str | None = None,
+) -> InboundMessage:
+    """One customer event of `channel`, stamped with its profile and a new trace."""
+    return InboundMessage(
+        channel=channel,
+        profile=profile,
+        kind=kind,
+        provider_message_id=provider_message_id,
+        address=address,
+        conversation_id=conversation_id,
+        text=text,
+        reply=reply or ReplyMode(),
+        merge_from=merge_from,
+        trace=new_trace(),
+    )
+
+
 @dataclass(frozen=True)
 class ChannelPublisher:
     """Publishes one channel's messages, stamped with its name and profile."""
@@ -92,17 +119,16 @@ class ChannelPublisher:
         Raises `PublishFailed` when Kafka did not acknowledge: the provider must then be
         told to retry (503, an `unavailable` frame), never that the message was taken.
         """
-        message = InboundMessage(
-            channel=self.name,
-            profile=self.profile,
+        message = build_message(
+            self.name,
+            self.profile,
             kind=kind,
             provider_message_id=provider_message_id,
             address=address,
             conversation_id=conversation_id,
             text=text,
-            reply=reply or ReplyMode(),
+            reply=reply,
             merge_from=merge_from,
-            trace=new_trace(),
         )
         await self.ops.emit(
             Lifecycle.RECEIVED,

@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from services.channels.sdk.identity import default_conversation_id
+from services.channels.sdk.publish import build_message
 from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
 from services.common.kafka import ensure_topics_eventually, publish_event
@@ -53,7 +54,6 @@ from shared.contracts import (
 )
 from shared.logs import get_logger
 from shared.topics import Topics
-from shared.tracing import new_trace
 
 log = get_logger("channel.service")
 
@@ -148,16 +148,15 @@ class ChannelService:
         `provider_message_id` is the dedupe key within the channel: publishing the same id
         again (a retry) is answered once.
         """
-        message = InboundMessage(
-            channel=self.name,
-            profile=self.profile,
+        message = build_message(
+            self.name,
+            self.profile,
             kind=kind,
             provider_message_id=provider_message_id,
             address=address,
             conversation_id=conversation_id or conversation_for(self.name, self.profile, address),
             text=text,
-            reply=reply or ReplyMode(),
-            trace=new_trace(),
+            reply=reply,
         )
         await publish_event(self._producer, self.topics.inbound, message, self._timeout_s)
         return message
