@@ -61,11 +61,15 @@ class InboxReader:
     def __init__(self, redis: Redis, prefix: str, instance_id: str) -> None:
         self._redis = redis
         self._key = inbox_key(prefix, instance_id)
-        self._handlers: dict[str, tuple[type[InboxEntry], InboxHandler]] = {}
+        self._handlers: dict[str, tuple[type[InboxEntry], list[InboxHandler]]] = {}
 
     def on(self, entry_type: type[InboxEntry], handler: InboxHandler) -> None:
-        """Register the handler of one entry type (one per kind)."""
-        self._handlers[entry_type.kind] = (entry_type, handler)
+        """Register a handler of one entry type. Several channels may take the same type
+        (a held answer): each gets every entry and ignores correlation ids it does not hold."""
+        registered_type, handlers = self._handlers.setdefault(entry_type.kind, (entry_type, []))
+        if registered_type is not entry_type:
+            raise ValueError(f"inbox kind {entry_type.kind!r} is taken by another entry type")
+        handlers.append(handler)
 
     async def run(self, block_ms: int = 5_000) -> None:
         """Read until cancelled. Entries are deleted once handled.
@@ -111,14 +115,18 @@ class InboxReader:
         if registered is None:
             log.warning("inbox.entry.unknown_kind", kind=fields.get("kind"))
             return
-        entry_type, handler = registered
+        entry_type, handlers = registered
         try:
             entry = entry_type.from_fields(fields)
         except ValidationError:
             log.warning("inbox.entry.malformed", kind=entry_type.kind)
             return
+        for handler in handlers:
+            await self._handle(handler, entry)
+
+    async def _handle(self, handler: InboxHandler, entry: InboxEntry) -> None:
         try:
             await handler(entry)
         except Exception:
             # The entry is a doorbell; the durable copy stays where the handler left it.
-            log.exception("inbox.entry.failed", kind=fields.get("kind"))
+            log.exception("inbox.entry.failed", kind=entry.kind)

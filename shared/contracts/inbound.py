@@ -101,6 +101,13 @@ class InboundMessage(Event):
         max_length=128,
         description="identity_linked only: the conversation whose memory joins this one.",
     )
+    heard: str | None = Field(
+        default=None,
+        max_length=8000,
+        description="Speech channels that know it (VAPI): what the caller actually heard of"
+        " the previous answer, as the provider transcribed it. The brain corrects its memory"
+        " of that answer to this. None: unknown.",
+    )
     trace: TraceContext | None = None
 
     @model_validator(mode="before")

@@ -22,13 +22,20 @@ class InboxEntry(BaseModel):
     """The entry type's name on the wire: unique per entry type."""
 
     def to_fields(self) -> dict[str, str]:
-        """The entry as stream fields, `kind` included."""
-        return {"kind": self.kind, **self.model_dump()}
+        """The entry as stream fields, `kind` included (numbers and flags as text)."""
+        fields = {key: _as_text(value) for key, value in self.model_dump().items()}
+        return {"kind": self.kind, **fields}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> InboxEntry:
         """Parse stream fields (raises pydantic's `ValidationError` when they do not fit)."""
         return cls.model_validate({k: v for k, v in fields.items() if k != "kind"})
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 
 
 class ChatDoorbell(InboxEntry):
@@ -47,3 +54,26 @@ class HeldAnswer(InboxEntry):
     correlation_id: str = Field(min_length=1)
     reply_id: str = ""
     body: str = Field(description="JSON text of the provider answer.")
+
+
+class StreamPart(InboxEntry):
+    """One sentence of an answer a holder streams to a provider as it is generated (VAPI's
+    custom LLM). Parts of one answer share `correlation_id` and come in `part` order; the
+    same part may arrive twice (a redelivery): the holder keeps the first."""
+
+    kind: ClassVar[str] = "stream_part"
+    correlation_id: str = Field(min_length=1)
+    reply_id: str = ""
+    part: int = Field(ge=0)
+    text: str = ""
+    final: bool = False
+    """The answer is complete after this part (its text may be empty)."""
+    end_call: bool = False
+    """The conversation is over: the call ends once this answer has been heard."""
+
+
+class StreamStop(InboxEntry):
+    """Stop streaming this answer now: the caller talked over it (barge-in)."""
+
+    kind: ClassVar[str] = "stream_stop"
+    correlation_id: str = Field(min_length=1)

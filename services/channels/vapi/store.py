@@ -1,0 +1,137 @@
+"""What ingress and egress know about live VAPI calls, shared through Redis.
+
+- `vapi:call:<call id>` (hash): `conversation_id`, `caller`, `control_url`, `ended`,
+  `ended_reason`. Written by whoever learns a field first (events, the LLM route).
+- `vapi:event:<key>`: a server-URL event already handled (VAPI may retry: dedupe on
+  call id, type and timestamp).
+- `vapi:stream:<correlation id>`: the ingress instance holding the custom-LLM request that
+  streams this answer. Egress reads it for every part, so a retried request held by another
+  instance gets the parts of the same turn.
+- `vapi:streaming:<call id>`: a custom-LLM stream of the call is in flight (the correlation
+  id). Egress sends no Live Call Control message while it is set: VAPI is reported to break
+  the stream when one arrives mid-stream.
+- `vapi:done:<reply id>`: a control action (end-call, say) egress carried out;
+  `vapi:fence:<call id>`: the highest fencing token egress has accepted for the call.
+
+Records expire a day after their last write; a conversation's memory lives in the brain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+CALL_TTL_S = 24 * 3600
+EVENT_TTL_S = 3600
+
+# Delete the key only if it still holds our value: a newer stream of the call is not ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Accept a fence unless a higher one was seen: 1 accepted, 0 stale.
+_FENCE = """
+local seen = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) < seen then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class VapiCall:
+    """One VAPI call as far as Switchboard knows it."""
+
+    call_id: str
+    conversation_id: str = ""
+    caller: str = ""
+    control_url: str = ""
+    ended: bool = False
+    ended_reason: str = ""
+
+
+class VapiCalls:
+    """The call records, event dedupe, stream holders and control-action ledger."""
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self._prefix = prefix
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, "vapi", *parts))
+
+    async def get(self, call_id: str) -> VapiCall:
+        """The call's record (empty fields when nothing is known yet)."""
+        fetched = await self._redis.hgetall(self._key("call", call_id))
+        raw = {str(k): str(v) for k, v in fetched.items()}
+        return VapiCall(
+            call_id=call_id,
+            conversation_id=raw.get("conversation_id", ""),
+            caller=raw.get("caller", ""),
+            control_url=raw.get("control_url", ""),
+            ended=raw.get("ended") == "1",
+            ended_reason=raw.get("ended_reason", ""),
+        )
+
+    async def remember(self, call_id: str, **fields: str) -> None:
+        """Store the non-empty `fields` (conversation_id, caller, control_url)."""
+        values = {name: value for name, value in fields.items() if value}
+        if not values:
+            return
+        key = self._key("call", call_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=values)  # type: ignore[arg-type]  # redis-py's invariant dict type
+            pipe.expire(key, CALL_TTL_S)
+            await pipe.execute()
+
+    async def mark_ended(self, call_id: str, reason: str) -> None:
+        """The call is over (status-update `ended`, end-of-call-report)."""
+        await self.remember(call_id, ended="1", ended_reason=reason or "unknown")
+
+    async def first_time(self, event_key: str) -> bool:
+        """True once per event key: VAPI may deliver an event again."""
+        key = self._key("event", event_key)
+        return bool(await self._redis.set(key, "1", nx=True, ex=EVENT_TTL_S))
+
+    # -- custom-LLM streams ------------------------------------------------------------------
+
+    async def hold_stream(
+        self, correlation_id: str, call_id: str, instance_id: str, ttl_s: float
+    ) -> None:
+        """This instance streams `correlation_id` for `call_id` for at most `ttl_s`."""
+        ttl_ms = max(1, int(ttl_s * 1000))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._key("stream", correlation_id), instance_id, px=ttl_ms)
+            pipe.set(self._key("streaming", call_id), correlation_id, px=ttl_ms)
+            await pipe.execute()
+
+    async def holder_of(self, correlation_id: str) -> str | None:
+        """The instance streaming `correlation_id` now, if any."""
+        holder = await self._redis.get(self._key("stream", correlation_id))
+        return str(holder) if holder else None
+
+    async def release_stream(self, correlation_id: str, call_id: str) -> None:
+        """The stream is over: control messages may be sent again."""
+        await self._redis.eval(_RELEASE, 1, self._key("streaming", call_id), correlation_id)
+
+    async def streaming(self, call_id: str) -> bool:
+        """A custom-LLM stream of the call is in flight."""
+        return bool(await self._redis.exists(self._key("streaming", call_id)))
+
+    # -- egress: control actions once, fenced -------------------------------------------------
+
+    async def accept_fence(self, call_id: str, fence: int | None) -> bool:
+        """False when a reply of a newer lock holder was already accepted for the call."""
+        if fence is None:
+            return True
+        key = self._key("fence", call_id)
+        return bool(await self._redis.eval(_FENCE, 1, key, fence, CALL_TTL_S))
+
+    async def done(self, reply_id: str, step: str) -> bool:
+        """Whether `step` of `reply_id` was carried out already."""
+        return bool(await self._redis.exists(self._key("done", reply_id, step)))
+
+    async def mark_done(self, reply_id: str, step: str) -> None:
+        """Record that `step` of `reply_id` was carried out."""
+        await self._redis.set(self._key("done", reply_id, step), "1", ex=CALL_TTL_S)
