@@ -85,6 +85,37 @@ class CallTurns(TurnBase):
                 **ids_of(message),
             )
 
+    async def _correct_to_heard(
+        self, lease: Lease, snapshot: Snapshot, message: InboundMessage
+    ) -> Snapshot:
+        """Correct memory's last answer to what the provider says the caller heard of it.
+
+        A speech channel that knows (VAPI's transcription of what was spoken, sent back with
+        the next turn) says so in `InboundMessage.heard`; that is more exact than the
+        estimate a barge-in leaves (`_cut_to_heard`). Returns the snapshot as corrected.
+        """
+        last = snapshot.recent[-1] if snapshot.recent else None
+        if (
+            message.heard is None
+            or not message.profile.spoken
+            or last is None
+            or last.role != "assistant"
+            or last.channel != message.channel
+        ):
+            return snapshot
+        heard = " ".join(message.heard.split())
+        if heard == " ".join(last.text.split()):
+            return snapshot
+        cut = replace(last, text=heard, interrupted=last.interrupted or len(heard) < len(last.text))
+        if not await self._memory.amend_last(lease, last, cut):
+            return snapshot
+        await self._ops.emit(
+            Lifecycle.INTERRUPTED,
+            attributes={"heard_chars": len(heard), "said_chars": len(last.text), "exact": True},
+            **ids_of(message),
+        )
+        return replace(snapshot, recent=[*snapshot.recent[:-1], cut])
+
     async def _speak(
         self,
         turn: Turn,

@@ -142,6 +142,7 @@ class TurnProcessor(CallTurns):
     async def _answer(self, turn: Turn, snapshot: Snapshot, lease: Lease) -> list[Reply]:
         """Generate, record (releasing the lock) and publish; returns the turn's replies."""
         first = turn.first
+        snapshot = await self._correct_to_heard(lease, snapshot, first)
         for extra in turn.messages[1:]:
             await self._ops.emit(
                 Lifecycle.COLLECTED, attributes={"into": first.provider_message_id}, **ids_of(extra)

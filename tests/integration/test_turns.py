@@ -469,3 +469,42 @@ async def test_a_made_up_speech_channel_is_interrupted_like_voice(
         True,
         "phone",
     )
+
+
+async def test_memory_takes_what_the_provider_says_the_caller_heard(brain: Brain) -> None:
+    brain.engine.answers = [
+        "Your order shipped today. It arrives Friday.",
+        "Sure, I will check that for you.",
+    ]
+    await brain.processor.handle(inbound("where is it?", channel="phone", profile=PHONE))
+
+    # The next turn says what the caller actually heard of that answer (VAPI's transcript).
+    await brain.processor.handle(
+        inbound(
+            "wait, when?",
+            channel="phone",
+            profile=PHONE,
+            message_id="m2",
+            heard="Your order shipped",
+        )
+    )
+
+    history = await brain.memory.history(CONV)
+    assert [(t.role, t.text) for t in history[:3]] == [
+        ("user", "where is it?"),
+        ("assistant", "Your order shipped [interrupted by the caller]"),
+        ("user", "wait, when?"),
+    ]
+    entries = (await brain.memory.snapshot(CONV)).recent
+    assert entries[1].interrupted is True
+
+
+async def test_heard_text_of_another_channel_or_a_text_channel_changes_nothing(
+    brain: Brain,
+) -> None:
+    brain.engine.answers = ["Your order shipped today.", "Anything else?"]
+    await brain.processor.handle(inbound("where is it?", channel="phone", profile=PHONE))
+    await brain.processor.handle(inbound("thanks", message_id="m2", heard="Your order"))
+
+    history = await brain.memory.history(CONV)
+    assert history[1].text == "Your order shipped today."
