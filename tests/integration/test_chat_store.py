@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from redis.asyncio import Redis
 
@@ -89,7 +91,7 @@ async def test_take_pending_returns_oldest_first_and_empties_the_outbox(
     taken = await store.take_pending(SESSION)
 
     assert [reply.reply_id for reply in taken] == ["early", "middle", "late"]
-    assert taken[0] == pending("early", created_ms=1_000)
+    assert taken[0] == replace(pending("early", created_ms=1_000), seq=2)
     assert await redis.exists(outbox_key(namespace, SESSION)) == 0
     assert await store.take_pending(SESSION) == []
 
@@ -224,3 +226,24 @@ async def test_two_prefixes_do_not_see_each_others_data(redis: Redis, namespace:
     # Same reply id under the other prefix is a new reply, not a duplicate.
     assert await second.put_reply(SESSION, pending("r1")) is PutResult.NEW
     assert [reply.reply_id for reply in await first.take_pending(SESSION)] == ["r1"]
+
+
+async def test_replies_stored_in_the_same_millisecond_go_out_in_the_order_stored(
+    store: ChatStore,
+) -> None:
+    # A backlog draining after an outage stores several replies of a session within one
+    # millisecond; their reply ids are random, so only the store order can tell.
+    ids = ["f0", "0a", "c3", "1b", "9e", "00"]
+    for reply_id in ids:
+        await store.put_reply(SESSION, pending(reply_id, created_ms=5_000))
+
+    assert [reply.reply_id for reply in await store.pending(SESSION)] == ids
+    assert [reply.seq for reply in await store.pending(SESSION)] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_text_survives_the_store_unchanged(store: ChatStore) -> None:
+    text = 'Ünïcode ✓ "quotes" \\ back/slash \n new line 😀'
+    await store.put_reply(SESSION, pending("r1", text=text))
+
+    (stored,) = await store.pending(SESSION)
+    assert (stored.text, stored.created_ms, stored.in_reply_to) == (text, 1_000, "msg-r1")

@@ -24,9 +24,11 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
-# KEYS: ledger, outbox, fence. ARGV: reply id, reply json, ledger ttl, outbox ttl, fence ('' if
-# none). The fence is the brain's lock token: a reply older than one already accepted for the
-# conversation comes from a worker that lost its lock, and is refused.
+# KEYS: ledger, outbox, fence, sequence. ARGV: reply id, reply json, ledger ttl, outbox ttl,
+# fence ('' if none). The fence is the brain's lock token: a reply older than one already
+# accepted for the conversation comes from a worker that lost its lock, and is refused. The
+# session's sequence numbers the replies in the order egress stored them, so replies stored
+# in the same millisecond (a backlog draining after an outage) still go out in order.
 _PUT_REPLY = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 'pending' end
@@ -38,7 +40,10 @@ if ARGV[5] ~= '' then
   redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[4])
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[3])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+local reply = cjson.decode(ARGV[2])
+reply['seq'] = redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[4])
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode(reply))
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 'new'
 """
@@ -86,6 +91,14 @@ class PendingReply:
     in_reply_to: str | None
     text: str
     created_ms: int
+    seq: int = 0
+    """Position in the session's outbox, given when stored (0: stored before sequences)."""
+
+    @property
+    def order(self) -> tuple[int, int, str]:
+        """Sort key: when egress stored the reply, then the order it stored them in (replies
+        stored within one millisecond, as a backlog drains, keep their order)."""
+        return (self.created_ms, self.seq, self.reply_id)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -130,6 +143,7 @@ class ChatStore:
                 self._key("ledger", reply.reply_id),
                 self._key("outbox", session_id),
                 self._key("fence", reply.conversation_id),
+                self._key("seq", session_id),
             ],
             args=[
                 reply.reply_id,
@@ -148,13 +162,13 @@ class ChatStore:
         it is lost and the replies with it. Use `pending` + `acknowledge`."""
         flat = await self._take_all(keys=[self._key("outbox", session_id)])
         replies = [PendingReply.from_json(raw) for raw in flat[1::2]]
-        return sorted(replies, key=lambda reply: (reply.created_ms, reply.reply_id))
+        return sorted(replies, key=lambda reply: reply.order)
 
     async def pending(self, session_id: str) -> list[PendingReply]:
         """Every waiting reply, oldest first, left in the outbox until `acknowledge`."""
         raw = await self._redis.hvals(self._key("outbox", session_id))
         replies = [PendingReply.from_json(str(item)) for item in raw]
-        return sorted(replies, key=lambda reply: (reply.created_ms, reply.reply_id))
+        return sorted(replies, key=lambda reply: reply.order)
 
     async def acknowledge(self, session_id: str, reply_ids: list[str]) -> None:
         """Remove replies that were written to the session's socket."""
