@@ -29,7 +29,11 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
+from services.channels.registry import channel_names
 from services.channels.sms.twilio import INBOUND_PATH, STATUS_PATH, TwilioSignatures
+from services.channels.vapi import auth as vapi_auth
+from services.channels.vapi.settings import EVENTS_PATH as VAPI_EVENTS_PATH
+from services.channels.vapi.settings import VapiSettings
 from services.channels.voipbin.fake import FakeVoipbinServer
 from services.channels.voipbin.inbound.payloads import (
     CallData,
@@ -46,6 +50,7 @@ from services.channels.webchat.tokens import TokenSigner, new_session_id
 from services.ingress.config import IngressSettings
 from services.ingress.identity import InvalidPhoneNumber, is_other_channel_address, normalize_phone
 from services.ingress.main import create_app
+from tests.support import vapi as vapi_golden
 from tests.support.hostile import (
     MARKER,
     Case,
@@ -427,6 +432,27 @@ ROUTES: dict[tuple[str, str], Route] = {
         reads_body=False,
     ),
 }
+
+
+def vapi_event(h: Harness, method: str, body: bytes) -> Any:
+    """Authenticated as the VAPI channel reads its settings (`VAPI_*`, dev defaults here)."""
+    headers = {"Content-Type": "application/json", **vapi_auth.sign(VapiSettings(), body)}
+    return h.client.request(method, VAPI_EVENTS_PATH, content=body, headers=headers)
+
+
+def vapi_report() -> dict[str, Any]:
+    return vapi_golden.end_of_call_report(vapi_golden.call())
+
+
+# The VAPI events route exists once the channel is in the registry; until then an entry
+# for it would be a stale one.
+if "vapi" in channel_names():
+    ROUTES[("POST", VAPI_EVENTS_PATH)] = Route(
+        send=vapi_event,
+        golden=lambda: dumps(vapi_report()),
+        golden_status=200,
+        cases=lambda: json_cases(vapi_report, vapi_golden.ENVELOPE_FIELDS, "vapi"),
+    )
 
 
 # -- checks ---------------------------------------------------------------------------------

@@ -130,3 +130,11 @@ class VapiSettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    # -- assistant-request: the transient assistant's server block ----------------------------
+    server_credential_id: str = Field(
+        default="",
+        max_length=128,
+        description="credentialId (bearer or hmac credential) put on the transient"
+        " assistant's server URL; empty: the requesting phone number's, if it names one.",
+    )

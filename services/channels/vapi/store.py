@@ -4,6 +4,7 @@
   `ended_reason`. Written by whoever learns a field first (events, the LLM route).
 - `vapi:event:<key>`: a server-URL event already handled (VAPI may retry: dedupe on
   call id, type and timestamp).
+- `vapi:throttle:<name>`: set for a short window after a barge-in signal of a call.
 - `vapi:stream:<correlation id>`: the ingress instance holding the custom-LLM request that
   streams this answer. Egress reads it for every part, so a retried request held by another
   instance gets the parts of the same turn.
@@ -93,6 +94,20 @@ class VapiCalls:
         """True once per event key: VAPI may deliver an event again."""
         key = self._key("event", event_key)
         return bool(await self._redis.set(key, "1", nx=True, ex=EVENT_TTL_S))
+
+    async def forget_event(self, event_key: str) -> None:
+        """Undo `first_time`: handling the event failed (Kafka did not ack), so its retry
+        must be handled again."""
+        await self._redis.delete(self._key("event", event_key))
+
+    async def throttle(self, name: str, window_ms: int) -> bool:
+        """True at most once per `window_ms` for `name` (barge-in signals of a call)."""
+        key = self._key("throttle", name)
+        return bool(await self._redis.set(key, "1", nx=True, px=window_ms))
+
+    async def release_throttle(self, name: str) -> None:
+        """Undo `throttle`: the signal it let through was not published after all."""
+        await self._redis.delete(self._key("throttle", name))
 
     # -- custom-LLM streams ------------------------------------------------------------------
 
