@@ -78,6 +78,7 @@ def build_message(
     text: str = "",
     reply: ReplyMode | None = None,
     merge_from: str | None = None,
+    heard: str | None = None,
 ) -> InboundMessage:
     """One customer event of `channel`, stamped with its profile and a new trace."""
     return InboundMessage(
@@ -90,6 +91,7 @@ def build_message(
         text=text,
         reply=reply or ReplyMode(),
         merge_from=merge_from,
+        heard=heard,
         trace=new_trace(),
     )
 
@@ -113,8 +115,12 @@ class ChannelPublisher:
         text: str = "",
         reply: ReplyMode | None = None,
         merge_from: str | None = None,
+        heard: str | None = None,
     ) -> InboundMessage:
         """Build the message, emit RECEIVED, publish; returns it once Kafka has it.
+
+        `heard`: what the caller heard of the previous answer, for speech channels that
+        know it (`InboundMessage.heard`).
 
         Raises `PublishFailed` when Kafka did not acknowledge: the provider must then be
         told to retry (503, an `unavailable` frame), never that the message was taken.
@@ -129,6 +135,7 @@ class ChannelPublisher:
             text=text,
             reply=reply,
             merge_from=merge_from,
+            heard=heard,
         )
         await self.ops.emit(
             Lifecycle.RECEIVED,
