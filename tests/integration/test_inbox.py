@@ -245,6 +245,37 @@ async def test_a_failing_handler_does_not_stop_the_loop(
     assert seen == [Boom(n="1"), doorbell("after-failure")]
 
 
+async def test_every_handler_of_a_kind_gets_each_entry_even_after_one_fails(
+    writer: InboxWriter, reader: InboxReader
+) -> None:
+    # Two channels may hold requests answered by the same entry type (a held answer):
+    # each gets every entry and ignores correlation ids it does not hold.
+    first: Seen = []
+    second: Seen = []
+
+    async def explode(entry: HeldAnswer) -> None:
+        first.append(entry)
+        raise RuntimeError("one channel's handler failed")
+
+    reader.on(HeldAnswer, explode)
+    reader.on(HeldAnswer, recorder(second))
+
+    async with running(reader):
+        await writer.post(INSTANCE, HeldAnswer(correlation_id="c1", body="[]"))
+        await eventually(lambda: len(second) >= 1, timeout_s=5)
+
+    assert first == second == [HeldAnswer(correlation_id="c1", body="[]")]
+
+
+async def test_a_kind_belongs_to_one_entry_type(reader: InboxReader) -> None:
+    class Impostor(InboxEntry):
+        kind: ClassVar[str] = ChatDoorbell.kind
+
+    reader.on(ChatDoorbell, recorder([]))
+    with pytest.raises(ValueError, match="taken by another entry type"):
+        reader.on(Impostor, recorder([]))
+
+
 async def test_entries_posted_before_the_reader_started_are_delivered(
     writer: InboxWriter, reader: InboxReader
 ) -> None:
@@ -371,9 +402,11 @@ async def test_reader_survives_a_redis_outage_while_deleting_an_entry(
     reader_redis = make_redis(f"redis://127.0.0.1:{proxy.port}/0", socket_timeout=None)
     reader = InboxReader(reader_redis, namespace, INSTANCE)
     seen: Seen = []
+    cutting = [True]
 
     async def cut_redis_then_record(entry: ChatDoorbell) -> None:
-        await proxy.cut()  # Redis becomes unreachable right before the reader's XDEL
+        if cutting[0]:
+            await proxy.cut()  # Redis becomes unreachable right before the reader's XDEL
         seen.append(entry)
 
     reader.on(ChatDoorbell, cut_redis_then_record)
@@ -383,7 +416,7 @@ async def test_reader_survives_a_redis_outage_while_deleting_an_entry(
             await eventually(lambda: len(seen) >= 1, timeout_s=5)
             # Keep Redis away longer than the client's retry window (about 2-4 s).
             await eventually(task.done, timeout_s=8)
-            reader.on(ChatDoorbell, recorder(seen))
+            cutting[0] = False
             await proxy.start()  # Redis is back
 
             await writer.post(INSTANCE, doorbell("after-outage"))
