@@ -3,11 +3,14 @@
 switchboard ingress | brain | egress     run one service instance (HTTP on its port)
 switchboard topics create                create every topic of the deployment
 switchboard schemas export | check       write / verify shared/schemas/v1.json, docs/asyncapi.yaml
-switchboard fake openai|twilio|voipbin   run a provider fake (model server, Twilio, VoIPBin)
+switchboard fake openai|twilio|voipbin|vapi   run a provider fake (model, Twilio, VoIPBin, VAPI)
 switchboard simulate sms "Hi" --from N   text the running system as Twilio would, show the reply
 switchboard simulate call --from N "Hi"  phone it through the fake VoIPBin, show the answers
+switchboard simulate vapi --from N "Hi"  phone it through the fake VAPI, show what was heard
 switchboard voipbin setup --public-url U point a VoIPBin account (webhook, flow) at Switchboard
 switchboard voipbin call --to N|sip:...  place an outbound call that runs that flow
+switchboard vapi setup --public-url U    create/update the VAPI assistant and its credentials
+switchboard vapi call --to +1...         place an outbound VAPI call with that assistant
 switchboard dlq list | replay            dead letters: inspect them, replay them after a fix
 """
 
@@ -133,6 +136,11 @@ def _fake(args: argparse.Namespace, rest: list[str]) -> int:
 
         voipbin.main(rest)
         return 0
+    if args.provider == "vapi":
+        from services.channels.vapi import fake as vapi
+
+        vapi.main(rest)
+        return 0
     from services.fakes import openai_server
 
     openai_server.main(rest)
@@ -149,7 +157,7 @@ def _configure_tool() -> None:
 def _simulate(args: argparse.Namespace) -> int:
     from services.tools import simulate
 
-    if args.channel == "call":
+    if args.channel in ("call", "vapi"):
         _configure_tool()
     else:
         _configure(BaseServiceSettings())
@@ -161,6 +169,13 @@ def _voipbin(args: argparse.Namespace) -> int:
 
     _configure_tool()
     return voipbin_setup.run(args)
+
+
+def _vapi(args: argparse.Namespace) -> int:
+    from services.channels.vapi.tools import setup as vapi_setup
+
+    _configure_tool()
+    return vapi_setup.run(args)
 
 
 def _dlq(args: argparse.Namespace) -> int:
@@ -194,12 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="JSON Schema and AsyncAPI files of the contracts")
     schemas.add_argument("action", choices=["export", "check"])
     fake = sub.add_parser("fake", help="run a provider fake (extra arguments go to it)")
-    fake.add_argument("provider", choices=["openai", "twilio", "voipbin"])
+    fake.add_argument("provider", choices=["openai", "twilio", "voipbin", "vapi"])
+    from services.channels.vapi.tools import setup as vapi_setup
     from services.channels.voipbin.tools import setup as voipbin_setup
     from services.tools import dead_letters, simulate
 
     simulate.add_arguments(sub.add_parser("simulate", help="act as a provider against the system"))
     voipbin_setup.add_arguments(sub.add_parser("voipbin", help="set up VoIPBin, place calls"))
+    vapi_setup.add_arguments(sub.add_parser("vapi", help="set up VAPI, place calls"))
     dead_letters.add_arguments(sub.add_parser("dlq", help="list or replay dead letters"))
     return parser
 
@@ -225,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dlq(args)
     if args.command == "voipbin":
         return _voipbin(args)
+    if args.command == "vapi":
+        return _vapi(args)
     return _schemas(args)
 
 

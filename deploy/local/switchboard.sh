@@ -8,14 +8,17 @@
 # Without TWILIO_ACCOUNT_SID, a fake Twilio REST API runs too (port FAKE_TWILIO_PORT, 8010)
 # and SMS replies land there: try it with `switchboard simulate sms "Hi"`. Without
 # VOIPBIN_ACCESS_KEY, a fake VoIPBin runs (port FAKE_VOIPBIN_PORT, 8020), set up to hand its
-# calls to ingress: try a call with `switchboard simulate call --from +15551234567`.
+# calls to ingress: try a call with `switchboard simulate call --from +15551234567`. Without
+# VAPI_API_KEY, a fake VAPI runs (port FAKE_VAPI_PORT, 8030), its assistant and phone number
+# set up for ingress: try `switchboard simulate vapi --from +15551234567 "Hi"`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 SERVICES=(ingress brain egress)
 declare -A PORTS=([ingress]="${INGRESS_PORT:-8000}" [brain]="${BRAIN_PORT:-8001}" [egress]="${EGRESS_PORT:-8002}")
 
-declare -A FAKE_PORTS=([twilio]="${FAKE_TWILIO_PORT:-8010}" [voipbin]="${FAKE_VOIPBIN_PORT:-8020}")
+declare -A FAKE_PORTS=([twilio]="${FAKE_TWILIO_PORT:-8010}" [voipbin]="${FAKE_VOIPBIN_PORT:-8020}" [vapi]="${FAKE_VAPI_PORT:-8030}")
+ALL_FAKES=(twilio voipbin vapi)
 FAKES=()
 if [ -z "${TWILIO_ACCOUNT_SID:-}" ]; then
   export TWILIO_API_BASE="http://127.0.0.1:${FAKE_PORTS[twilio]}"
@@ -24,6 +27,10 @@ fi
 if [ -z "${VOIPBIN_ACCESS_KEY:-}" ]; then
   export VOIPBIN_API_BASE="http://127.0.0.1:${FAKE_PORTS[voipbin]}/v1.0"
   FAKES+=(voipbin)
+fi
+if [ -z "${VAPI_API_KEY:-}" ]; then
+  export VAPI_API_BASE="http://127.0.0.1:${FAKE_PORTS[vapi]}"
+  FAKES+=(vapi)
 fi
 export PUBLIC_BASE_URL="${PUBLIC_BASE_URL:-http://127.0.0.1:${PORTS[ingress]}}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}"
@@ -87,6 +94,12 @@ up() {
     sip=$("$VENV/bin/switchboard" voipbin setup --public-url "$PUBLIC_BASE_URL" 2>>"$RUN_DIR/fake-voipbin.log" | sed -n 's/.*\(sip:[^ ]*\).*/\1/p' | head -1 || true)
     voice="fake VoIPBin at $VOIPBIN_API_BASE, flow $sip; try: .venv/bin/switchboard simulate call --from +15551234567"
   fi
+  local vapi="VAPI at ${VAPI_API_BASE:-https://api.vapi.ai} (run: .venv/bin/switchboard vapi setup --public-url <your public URL>)"
+  if [ -z "${VAPI_API_KEY:-}" ]; then
+    "$VENV/bin/switchboard" vapi setup --public-url "$PUBLIC_BASE_URL" --phone-number-id auto \
+      >/dev/null 2>>"$RUN_DIR/fake-vapi.log" || say "the fake VAPI could not be set up (see $RUN_DIR/fake-vapi.log)"
+    vapi="fake VAPI at $VAPI_API_BASE; try: .venv/bin/switchboard simulate vapi --from +15551234567 \"Hi\""
+  fi
   cat >&2 <<MSG
 
   Switchboard is up.
@@ -95,6 +108,7 @@ up() {
     Answers:    $engine
     SMS:        $sms
     Voice:      $voice
+    VAPI:       $vapi
     Logs:       $RUN_DIR/{ingress,brain,egress}.log
 
 MSG
@@ -105,7 +119,7 @@ down() {
     [ -f "$RUN_DIR/$name.pid" ] && say "stopping $name"
     stop_pidfile "$RUN_DIR/$name.pid" 15
   done
-  for name in twilio voipbin; do stop_pidfile "$RUN_DIR/fake-$name.pid" 5; done
+  for name in "${ALL_FAKES[@]}"; do stop_pidfile "$RUN_DIR/fake-$name.pid" 5; done
   "$REPO_ROOT/deploy/local/redis.sh" stop
   "$REPO_ROOT/deploy/local/kafka.sh" stop
 }
@@ -118,7 +132,7 @@ status() {
       echo "$name: stopped"
     fi
   done
-  for name in twilio voipbin; do
+  for name in "${ALL_FAKES[@]}"; do
     if [ -f "$RUN_DIR/fake-$name.pid" ] && kill -0 "$(cat "$RUN_DIR/fake-$name.pid")" 2>/dev/null; then
       echo "fake $name: running (port ${FAKE_PORTS[$name]})"
     fi

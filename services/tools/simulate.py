@@ -1,6 +1,7 @@
-"""`switchboard simulate sms | call`: act as a provider against the running system.
+"""`switchboard simulate sms | call | vapi`: act as a provider against the running system.
 
-`simulate call` phones the system through the fake VoIPBin (see `voipbin_call_sim`).
+`simulate call` phones the system through the fake VoIPBin (see `voipbin_call_sim`);
+`simulate vapi` through the fake VAPI (see `services/channels/vapi/tools/call_sim.py`).
 
 `simulate sms` texts the running system as Twilio would, and shows the answer.
 
@@ -53,12 +54,16 @@ class SimulatorSettings(BaseServiceSettings, TwilioSettings):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `switchboard simulate sms | call`."""
+    """Arguments of `switchboard simulate sms | call | vapi`."""
+    from services.channels.vapi.tools import call_sim as vapi_call_sim
     from services.channels.voipbin.tools import call_sim as voipbin_call_sim
 
     channels = parser.add_subparsers(dest="channel", required=True)
     voipbin_call_sim.add_arguments(
         channels.add_parser("call", help="phone the system through the fake VoIPBin")
+    )
+    vapi_call_sim.add_arguments(
+        channels.add_parser("vapi", help="phone the system through the fake VAPI")
     )
     sms = channels.add_parser("sms", help="text the system as Twilio would")
     sms.add_argument("text", help="the message the customer sends")
@@ -78,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
         from services.channels.voipbin.tools import call_sim as voipbin_call_sim
 
         return voipbin_call_sim.run(args)
+    if args.channel == "vapi":
+        from services.channels.vapi.tools import call_sim as vapi_call_sim
+
+        return vapi_call_sim.run(args)
     return asyncio.run(simulate_sms(args))
 
 

@@ -17,6 +17,7 @@ from pydantic import AliasChoices, ValidationError
 from pydantic_settings import BaseSettings
 
 from services.brain.config import BrainSettings
+from services.channels.vapi.settings import VapiSettings
 from services.cli import build_parser
 from services.common.http import health_router
 from services.egress.config import EgressSettings
@@ -41,6 +42,9 @@ IMAGE_SERVICES: dict[str, type[BaseServiceSettings]] = {
     **APP_SERVICES,
     "topics": BaseServiceSettings,
 }
+
+# Channels with settings of their own, read by whichever app service builds the channel.
+CHANNEL_SETTINGS: tuple[type[BaseSettings], ...] = (VapiSettings,)
 
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?[-?]([^}]*))?\}")
 
@@ -192,7 +196,10 @@ def test_setting_names_are_collected_from_the_classes() -> None:
 def test_every_variable_compose_sets_is_read_by_the_code(
     compose: dict[str, Any], name: str
 ) -> None:
-    unknown = set(environment(compose, name)) - env_names(IMAGE_SERVICES[name])
+    known = env_names(IMAGE_SERVICES[name])
+    if name in APP_SERVICES:
+        known |= set().union(*(env_names(cls) for cls in CHANNEL_SETTINGS))
+    unknown = set(environment(compose, name)) - known
     assert not unknown, f"`{name}` sets variables no setting reads: {sorted(unknown)}"
 
 
@@ -275,6 +282,17 @@ def test_brain_without_a_key_on_the_host_runs_offline(
     assert settings.openai_base_url is None, "an empty OPENAI_BASE_URL must count as unset"
     assert settings.openai_model == BrainSettings.model_fields["openai_model"].default
     assert isinstance(build_engine(settings), OfflineEngine)
+
+
+def test_vapi_tools_in_ingress_default_to_the_vapi_fake(compose: dict[str, Any]) -> None:
+    env = environment(compose, "ingress")
+    assert interpolate(env["VAPI_API_BASE"]) == "http://vapi-fake:8030"
+    assert interpolate(env["VAPI_API_KEY"]) == "", "no key: the tools use the fake's"
+    cmd = command(compose, "vapi-fake")
+    assert build_parser().parse_known_args(cmd)[0].provider == "vapi"
+    assert cmd[cmd.index("--port") + 1] == "8030"
+    assert cmd[cmd.index("--public-url") + 1] == "http://vapi-fake:8030"
+    assert (8030, 8030) in published_ports(compose, "vapi-fake")
 
 
 # --- compose: health checks and infrastructure -----------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 from pydantic import AliasChoices
 
 from services.brain.config import BrainSettings
+from services.channels.vapi.settings import VapiSettings
 from services.channels.voipbin.profile import VoiceProfileSettings
 from services.egress.config import EgressSettings
 from services.ingress.config import IngressSettings
@@ -24,13 +25,17 @@ def env_names() -> set[str]:
         BrainSettings,
         EgressSettings,
         VoiceProfileSettings,
+        VapiSettings,
     ):
         prefix = cls.model_config.get("env_prefix", "")
         for name, field in cls.model_fields.items():
             alias = field.validation_alias
-            names.add(
-                alias.choices[0] if isinstance(alias, AliasChoices) else (prefix + name).upper()
-            )
+            if isinstance(alias, AliasChoices):
+                names.add(str(alias.choices[0]))
+            elif isinstance(alias, str):  # an unprefixed name, e.g. SWITCHBOARD_ENV
+                names.add(alias)
+            else:
+                names.add((prefix + name).upper())
     return names
 
 

@@ -1,0 +1,1 @@
+"""Operator tools of the VAPI channel: `switchboard vapi setup | call`, `simulate vapi`."""
