@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from services.channels.sdk.plugin import ChannelPlugin
 from services.channels.sms.channel import SMS
+from services.channels.vapi.channel import VAPI
 from services.channels.voipbin.channel import VOIPBIN
 from services.channels.webchat.channel import WEBCHAT
 
@@ -17,6 +18,7 @@ CHANNELS: tuple[ChannelPlugin, ...] = (
     WEBCHAT,
     SMS,
     VOIPBIN,
+    VAPI,
 )
 
 

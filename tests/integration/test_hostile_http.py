@@ -33,6 +33,7 @@ from services.channels.registry import channel_names
 from services.channels.sms.twilio import INBOUND_PATH, STATUS_PATH, TwilioSignatures
 from services.channels.vapi import auth as vapi_auth
 from services.channels.vapi.settings import EVENTS_PATH as VAPI_EVENTS_PATH
+from services.channels.vapi.settings import LLM_BASE_PATH as VAPI_LLM_BASE_PATH
 from services.channels.vapi.settings import VapiSettings
 from services.channels.voipbin.fake import FakeVoipbinServer
 from services.channels.voipbin.inbound.payloads import (
@@ -125,7 +126,10 @@ def settings_for(
 @pytest.fixture(scope="module")
 def harness(infra: Infra) -> Iterator[Harness]:
     namespace = f"t{uuid.uuid4().hex[:10]}"
-    with FakeVoipbinServer() as fake:
+    with FakeVoipbinServer() as fake, pytest.MonkeyPatch.context() as env:
+        # A hostile turn the custom LLM accepts is answered by nobody here: give up fast.
+        env.setenv("VAPI_STREAM_DEADLINE_S", "1.5")
+        env.setenv("VAPI_FILLER_AFTER_MS", "200")
         settings = settings_for(infra, namespace, fake.api_base, fake.access_key)
         # A 500 must come back as a response the test can judge, not as an exception.
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
@@ -376,6 +380,9 @@ class Route:
     cases: Callable[[], Iterable[Case]]
     reads_body: bool = True
     """False: the route ignores its body, so nothing in it may be refused (or crash it)."""
+    openai_errors: bool = False
+    """The route speaks OpenAI's wire format (the VAPI custom LLM): its 4xx carry OpenAI's
+    error envelope `{"error": {"message", "type", "code"}}`, which its clients expect."""
 
 
 EVENTS_ROUTE = Route(
@@ -444,8 +451,36 @@ def vapi_report() -> dict[str, Any]:
     return vapi_golden.end_of_call_report(vapi_golden.call())
 
 
-# The VAPI events route exists once the channel is in the registry; until then an entry
-# for it would be a stale one.
+def vapi_llm(path: str) -> Callable[[Harness, str, bytes], Any]:
+    """The custom LLM, authenticated with the `custom-llm` credential's key."""
+    key = VapiSettings().llm_key.get_secret_value()
+
+    def send(h: Harness, method: str, body: bytes) -> Any:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+        return h.client.request(method, path, content=body, headers=headers)
+
+    return send
+
+
+def vapi_llm_golden() -> dict[str, Any]:
+    # Blank: a well-formed turn with nothing to answer streams `[DONE]` at once, so the
+    # golden and every accepted variant are judged without waiting for an answer.
+    return {
+        "model": "switchboard",
+        "stream": True,
+        "call": {"id": str(uuid.uuid4()), "customer": {"number": PHONE}},
+        "messages": [{"role": "user", "content": " "}],
+    }
+
+
+VAPI_LLM_FIELDS = {
+    ("call",): JsonField("object", required=True),
+    ("call", "id"): JsonField("id", required=True),
+    ("messages",): JsonField("format", required=True),
+}
+
+# The VAPI routes exist once the channel is in the registry; until then an entry for them
+# would be a stale one.
 if "vapi" in channel_names():
     ROUTES[("POST", VAPI_EVENTS_PATH)] = Route(
         send=vapi_event,
@@ -453,6 +488,17 @@ if "vapi" in channel_names():
         golden_status=200,
         cases=lambda: json_cases(vapi_report, vapi_golden.ENVELOPE_FIELDS, "vapi"),
     )
+    for llm_path in (
+        f"{VAPI_LLM_BASE_PATH}/chat/completions",
+        f"{VAPI_LLM_BASE_PATH}/chat/completions/chat/completions",
+    ):
+        ROUTES[("POST", llm_path)] = Route(
+            send=vapi_llm(llm_path),
+            golden=lambda: dumps(vapi_llm_golden()),
+            golden_status=200,
+            cases=lambda: json_cases(vapi_llm_golden, VAPI_LLM_FIELDS, "vapi_llm"),
+            openai_errors=True,
+        )
 
 
 # -- checks ---------------------------------------------------------------------------------
@@ -497,7 +543,9 @@ def logs(caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -
         yield Logs(structured, caplog, capsys)
 
 
-def judge(case: Case, response: Any, reads_body: bool = True) -> str | None:
+def judge(
+    case: Case, response: Any, reads_body: bool = True, openai_errors: bool = False
+) -> str | None:
     """What is wrong with the answer to `case`, or None."""
     status = response.status_code
     if status >= 500:
@@ -505,7 +553,23 @@ def judge(case: Case, response: Any, reads_body: bool = True) -> str | None:
     if case.must_refuse and reads_body and not 400 <= status < 500:
         return f"{case.name}: expected a 4xx, got {status} {response.text[:160]!r}"
     if 400 <= status < 500:
+        if openai_errors:
+            return openai_error_problem(case.name, response)
         return error_shape_problem(case.name, response)
+    return None
+
+
+def openai_error_problem(name: str, response: Any) -> str | None:
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return f"{name}: {response.status_code} without an OpenAI error: {response.text[:160]!r}"
+    if not (isinstance(error, dict) and str(error.get("code", "")).isidentifier()):
+        return f"{name}: {response.status_code} error has no code: {error!r:.160}"
+    if not isinstance(error.get("message"), str):
+        return f"{name}: {response.status_code} error has no message: {error!r:.160}"
+    if MARKER in response.text:
+        return f"{name}: the error quotes the input: {response.text[:160]!r}"
     return None
 
 
@@ -526,7 +590,8 @@ def error_shape_problem(name: str, response: Any) -> str | None:
 def run_cases(h: Harness, method: str, route: Route, cases: Iterable[Case]) -> list[str]:
     problems = []
     for case in cases:
-        problem = judge(case, route.send(h, method, case.body), route.reads_body)
+        response = route.send(h, method, case.body)
+        problem = judge(case, response, route.reads_body, route.openai_errors)
         if problem:
             problems.append(problem)
     return problems

@@ -9,6 +9,7 @@ gets a conversation of its own, as a withheld number does on VoIPBin.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 from services.channels.vapi.profile import NAME
 from services.channels.vapi.store import VapiCalls
 
-MAX_ID_CHARS = 128
+CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""VAPI call ids are UUIDs; anything outside this is refused, never used as a Redis key."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ def call_ref(call: Any) -> CallRef | None:
     if not isinstance(call, Mapping):
         return None
     call_id = call.get("id")
-    if not isinstance(call_id, str) or not call_id or len(call_id) > MAX_ID_CHARS:
+    if not isinstance(call_id, str) or not CALL_ID.fullmatch(call_id):
         return None
     customer = call.get("customer")
     number = customer.get("number") if isinstance(customer, Mapping) else None
