@@ -2,8 +2,10 @@
 
 The bench reuses `KAFKA_BOOTSTRAP_SERVERS` / `REDIS_URL` when they are set. Otherwise it runs
 the project's own broker and Redis (`deploy/local/kafka.sh`, `redis.sh`) on bench ports
-(39092 / 36379, data in `.data/bench/`) so a concurrent `make test`, which starts and stops
+(28092 / 25379, data in `.data/bench/`) so a concurrent `make test`, which starts and stops
 its own on 29092 / 26379, cannot pull the broker away mid-run. It stops only what it started.
+The ports are below 32768: one in the ephemeral range can be taken by a client socket, and
+the broker then cannot bind again after a restart.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ from shared.topics import Topics
 from tests.support.infra import REPO_ROOT, port_open
 
 BENCH_DATA_DIR = REPO_ROOT / ".data" / "bench"
-BENCH_KAFKA_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "39092"))
-BENCH_REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "36379"))
+BENCH_KAFKA_PORT = int(os.environ.get("BENCH_KAFKA_PORT", "28092"))
+BENCH_REDIS_PORT = int(os.environ.get("BENCH_REDIS_PORT", "25379"))
 PARTITIONS = int(os.environ.get("SWITCHBOARD_TOPIC_PARTITIONS", "6"))
 
 
