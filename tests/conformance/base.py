@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -103,6 +103,8 @@ class Deployment:
     """The channel's provider fake (None when the channel has none)."""
     redis: Redis
     http: httpx.AsyncClient
+    plugin: ChannelPlugin
+    """The channel as this deployment built it (`ChannelConformance.deployed_plugin`)."""
     engine: ScriptedEngine | None = None
     egress: EgressSettings | None = None
 
@@ -172,6 +174,13 @@ class ChannelConformance:
     def ingress_settings(self, infra: Infra, namespace: str, provider: Any) -> IngressSettings:
         """The hostile-routes harness's settings: its secrets sign the shared routes' cases."""
         return settings_for(infra, namespace, NO_VOIPBIN)
+
+    def deployed_plugin(self, provider: Any, pipeline: bool) -> ChannelPlugin:
+        """The plugin ingress and egress are built with: `plugin` itself, whose adapters read
+        the services' settings. A channel with settings of its own (read from its own
+        environment variables when it is built) returns it built with the check's settings
+        here: the provider fake's address, deadlines fit for the check."""
+        return self.plugin
 
     def egress_settings(self, deployment: Deployment) -> EgressSettings:
         namespace = deployment.namespace
@@ -248,6 +257,22 @@ class ChannelConformance:
     def pinned_profile(self) -> dict[str, Any]:
         return load(self.folder() / "fixtures" / "profile.json")
 
+    async def forgery_problems(
+        self,
+        deployment: Deployment,
+        requests: Sequence[Mapping[str, Any]],
+        forgeries: Sequence[str],
+    ) -> list[str]:
+        """Send each request with each forgery; every answer that is not a refusal."""
+        problems = []
+        for index, request in enumerate(requests):
+            refused = self.refused_statuses(request)
+            for how in forgeries:
+                outcome = await self.send(deployment, request, credential=how)
+                if outcome.status not in refused:
+                    problems.append(f"request {index} {how}: {outcome.status}, not {refused}")
+        return problems
+
     async def replay(self, deployment: Deployment, golden: Mapping[str, Any]) -> list[str]:
         """Send a golden's requests in order; what differs from their golden answers."""
         problems = []
@@ -263,20 +288,21 @@ class ChannelConformance:
         async with contextlib.AsyncExitStack() as stack:
             provider = await stack.enter_async_context(self.provider())
             settings = self.ingress_settings(infra, namespace, provider)
-            app = create_app(settings, channels=[self.plugin])
+            plugin = self.deployed_plugin(provider, pipeline)
+            app = create_app(settings, channels=[plugin])
             base_url = await stack.enter_async_context(serve(app))
             http = await stack.enter_async_context(
                 httpx.AsyncClient(base_url=base_url, timeout=30.0)
             )
             deployment = Deployment(
-                infra, namespace, settings, app, base_url, provider, redis, http
+                infra, namespace, settings, app, base_url, provider, redis, http, plugin
             )
             if pipeline:
                 deployment.engine = ScriptedEngine()
                 deployment.egress = self.egress_settings(deployment)
                 brain = brain_settings(infra, namespace)
                 await stack.enter_async_context(running_brain(brain, deployment.engine))
-                await stack.enter_async_context(running_egress(deployment.egress, self.plugin))
+                await stack.enter_async_context(running_egress(deployment.egress, plugin))
             yield deployment
 
     # -- fixtures ------------------------------------------------------------------------
@@ -329,13 +355,7 @@ class ChannelConformance:
         goldens = [load(path) for path in golden_files(self.folder(), "inbound")]
         requests = [request for golden in goldens for request in golden["requests"]]
         assert requests and self.forgeries, "nothing to forge: add inbound goldens"
-        problems = []
-        for index, request in enumerate(requests):
-            refused = self.refused_statuses(request)
-            for how in self.forgeries:
-                outcome = await self.send(ingress, request, credential=how)
-                if outcome.status not in refused:
-                    problems.append(f"request {index} {how}: {outcome.status}, not {refused}")
+        problems = await self.forgery_problems(ingress, requests, self.forgeries)
         assert not problems, "\n".join(problems)
         assert await ingress.inbound_total() == 0, "a refused request was published"
         # The same requests, signed, are published: the refusals were about the credential.
@@ -368,7 +388,7 @@ class ChannelConformance:
     async def test_outbound_wire_format_is_pinned(
         self, ingress: Deployment, redis: Redis, outbound_golden: Path
     ) -> None:
-        assert self.plugin.build_outbound is not None
+        assert ingress.plugin.build_outbound is not None
         golden = load(outbound_golden)
         context = EgressContext(
             settings=self.egress_settings(ingress),
@@ -378,7 +398,7 @@ class ChannelConformance:
         )
         errors: list[str] = []
         async with self.outbound_capture(ingress, golden) as capture:
-            adapter = self.plugin.build_outbound(context)
+            adapter = ingress.plugin.build_outbound(context)
             running = asyncio.create_task(adapter.run())
             try:
                 for raw in golden["replies"]:

@@ -7,12 +7,15 @@
       {"description": ...,
        "requests": [{<how to send it: channel-specific>, "response": {"status": 200, ...}}],
        "expected": [{"channel", "kind", "provider_message_id", "address",
-                     "conversation_id", "text", "reply"}]}
+                     "conversation_id", "text", "reply", "heard"?}]}
 
-  `reply` is the reply mode's kind. `event_id`, `occurred_at` and `trace` are not compared
+  `reply` is the reply mode's kind; `heard` is there when the message carries one (a speech
+  channel that knows what the caller heard of the previous answer: VAPI). `event_id`,
+  `occurred_at` and `trace` are not compared
   (they are new for every delivery); the profile is compared with `profile.json`. The keys
   of a request besides `response` are the channel's own (a form for Twilio, a JSON body for
   VoIPBin, frames for web chat); each conformance subclass knows how to send them, signed.
+  A streamed HTTP answer (server-sent events) is pinned as `frames` too, one per event.
 - `outbound/*.json`: replies and the exact wire traffic they cause:
 
       {"description": ..., "replies": [<Reply fields>], "errors": [<PermanentFailure reasons>],
@@ -44,7 +47,10 @@ def load(path: Path) -> dict[str, Any]:
 
 def summary(event: Mapping[str, Any]) -> dict[str, Any]:
     """What a golden pins of a published `InboundMessage` (as JSON)."""
-    return {**{key: event[key] for key in COMPARED}, "reply": event["reply"]["kind"]}
+    pinned = {**{key: event[key] for key in COMPARED}, "reply": event["reply"]["kind"]}
+    if event.get("heard") is not None:
+        pinned["heard"] = event["heard"]
+    return pinned
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,7 @@ class Outcome:
     text: str = ""
     content_type: str = ""
     frames: list[dict[str, Any]] = field(default_factory=list)
-    """WebSocket frames received, in order."""
+    """WebSocket frames received, in order; or the events of a streamed HTTP answer."""
 
     def problems(self, expected: Mapping[str, Any] | None, where: str) -> list[str]:
         """How this differs from a golden request's `response` (only the keys it gives)."""
