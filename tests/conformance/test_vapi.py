@@ -168,7 +168,7 @@ class TestVapiConformance(ChannelConformance):
         if pipeline:
             # The brain answers: no apology before it does, and no filler (each retry of a
             # turn hears the same answer, whenever its request came). The filler is due at
-            # the deadline, not after it (see the xfail below).
+            # the deadline, not after it.
             deadline_ms = int(PIPELINE_DEADLINE_S * 1000)
             late = {"stream_deadline_s": PIPELINE_DEADLINE_S, "filler_after_ms": deadline_ms}
             settings = settings.model_copy(update=late)
@@ -219,13 +219,6 @@ class TestVapiConformance(ChannelConformance):
 
     @integration
     @pytest.mark.asyncio
-    @pytest.mark.xfail(
-        strict=True,
-        reason="VapiLlm._answer sleeps until the filler time before anything was said, even"
-        " when VAPI_FILLER_AFTER_MS is later than VAPI_STREAM_DEADLINE_S: the request stays"
-        " open past its deadline (and past VAPI's 20 s model timeout) instead of ending with"
-        " the apology",
-    )
     async def test_a_held_request_ends_by_its_deadline_however_late_the_filler(
         self, infra: Infra, namespace: str, redis: Redis
     ) -> None:

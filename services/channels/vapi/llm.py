@@ -213,7 +213,9 @@ class VapiLlm:
                     said_something = True
                     yield Piece(settings.filler_text + FLUSH, filler=True)
                     continue
-                await stream.wait((deadline if said_something else filler_at) - now)
+                # Never past the deadline, even when the filler is set to come later.
+                wake_at = deadline if said_something else min(deadline, filler_at)
+                await stream.wait(wake_at - now)
         except PublishFailed:
             outcome = "publish_failed"
             yield Piece(_joined(settings.apology_text, said_something))
