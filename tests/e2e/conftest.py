@@ -1,7 +1,9 @@
 """The whole system as real processes: ingress, brain and egress against the real broker and
 Redis, the brain talking to the fake OpenAI-compatible server, egress to the fake Twilio and
-the fake VoIPBin, all over HTTP. Ingress's port is chosen up front: it is the public URL Twilio
-signs and posts status callbacks to, and where the fake VoIPBin sends its events."""
+the fake VoIPBin, all over HTTP; the fake VAPI runs beside them (its calls are driven by the
+tests, its control URLs reached by egress). Ingress's port is chosen up front: it is the public
+URL Twilio signs and posts status callbacks to, where the fake VoIPBin sends its events, and
+what VAPI is given as server URL and custom-LLM URL."""
 
 from __future__ import annotations
 
@@ -11,13 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from services.channels.sms.fake import FakeTwilioConfig, FakeTwilioServer
+from services.channels.vapi.fake import FakeVapiConfig, FakeVapiServer
 from services.channels.voipbin.fake import FakeVoipbinConfig, FakeVoipbinServer
 from services.channels.voipbin.settings import EVENTS_PATH, fetch_url
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
 from tests.support.infra import Infra
 from tests.support.processes import ServiceProcess, free_port
+
+# Not the development defaults, so a test proves the configured secrets are the ones used.
+VAPI_SERVER_SECRET = "e2e-vapi-server-secret-5c81d2"
+VAPI_LLM_KEY = "e2e-vapi-llm-key-93fa07"
+VAPI_PRIVATE_KEY = "e2e-vapi-private-key-1e6b"
+VAPI_PUBLIC_KEY = "e2e-vapi-public-key-7d20"
 
 
 @dataclass
@@ -26,6 +36,7 @@ class Stack:
     model: FakeOpenAIServer
     twilio: FakeTwilioServer
     voipbin: FakeVoipbinServer
+    vapi: FakeVapiServer
     log_dir: Path
     ingress_port: int
     services: dict[str, ServiceProcess] = field(default_factory=dict)
@@ -57,8 +68,12 @@ def stack_env(
     twilio: FakeTwilioServer | None = None,
     ingress_port: int | None = None,
     voipbin: FakeVoipbinServer | None = None,
+    vapi: FakeVapiServer | None = None,
 ) -> dict[str, str]:
     """Environment of every service process of one isolated deployment."""
+    public = {}
+    if ingress_port is not None:
+        public = {"PUBLIC_BASE_URL": f"http://127.0.0.1:{ingress_port}"}
     voice = {}
     if voipbin is not None:
         voice = {
@@ -75,11 +90,22 @@ def stack_env(
             "TWILIO_API_BASE": twilio.base_url,
             "TWILIO_ACCOUNT_SID": twilio.account_sid,
             "TWILIO_AUTH_TOKEN": twilio.auth_token,
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{ingress_port}",
+        }
+    vapi_env = {}
+    if vapi is not None:
+        vapi_env = {
+            "VAPI_API_BASE": vapi.base_url,
+            "VAPI_API_KEY": vapi.private_key,
+            "VAPI_PUBLIC_KEY": vapi.public_key,
+            "VAPI_AUTH_MODE": "secret",
+            "VAPI_SERVER_SECRET": VAPI_SERVER_SECRET,
+            "VAPI_LLM_KEY": VAPI_LLM_KEY,
         }
     return {
+        **public,
         **sms,
         **voice,
+        **vapi_env,
         "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap_servers,
         "REDIS_URL": infra.redis_url,
         "SWITCHBOARD_TOPIC_NAMESPACE": namespace,
@@ -103,14 +129,26 @@ def running_stack(
         FakeTwilioConfig(account_sid="AC" + "e2e0" * 8, auth_token="e2e-twilio-token")
     ).start()
     voipbin = FakeVoipbinServer(FakeVoipbinConfig(webhook_retry_delay_ms=200)).start()
+    # Control URLs want the public key: egress must send it (VAPI_PUBLIC_KEY).
+    vapi = FakeVapiServer(
+        FakeVapiConfig(
+            private_key=SecretStr(VAPI_PRIVATE_KEY),
+            public_key=SecretStr(VAPI_PUBLIC_KEY),
+            control_auth_required=True,
+        )
+    ).start()
     ingress_port = free_port()
-    env = {**stack_env(infra, namespace, model, twilio, ingress_port, voipbin), **env_overrides}
+    env = {
+        **stack_env(infra, namespace, model, twilio, ingress_port, voipbin, vapi),
+        **env_overrides,
+    }
     voipbin.set_webhook(f"http://127.0.0.1:{ingress_port}{EVENTS_PATH}")
     deployment = Stack(
         env=env,
         model=model,
         twilio=twilio,
         voipbin=voipbin,
+        vapi=vapi,
         log_dir=log_dir,
         ingress_port=ingress_port,
     )
@@ -120,6 +158,7 @@ def running_stack(
         yield deployment
     finally:
         deployment.stop_all()
+        vapi.stop()
         voipbin.stop()
         twilio.stop()
         model.stop()
