@@ -213,14 +213,6 @@ async def test_a_full_call_greets_answers_three_turns_and_hangs_up_on_goodbye(
     assert ids.count(f"{result.call_id}:greeting") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The goodbye of a call the assistant ended is remembered as '' and interrupted:"
-    " egress sends end-call as soon as the goodbye's stream closes, and the CALL_ENDED that"
-    " follows makes the brain cut the last answer to its speech-time estimate"
-    " (CallTurns._cut_to_heard, 15 chars/s since the first part: ~0 s, so nothing heard),"
-    " while VAPI reports it spoken (end-of-call-report artifact, which ingress ignores).",
-)
 async def test_the_goodbye_that_ended_the_call_is_remembered_as_said(
     vapi_stack: Stack, goodbye_call: CallResult, redis: Redis
 ) -> None:

@@ -81,6 +81,7 @@ def vapi_plugin(settings: VapiSettings | None = None) -> ChannelPlugin:
             control=VapiControl(vapi),
             inbox=ctx.inbox,
             ops=ctx.ops,
+            speech_chars_per_s=vapi.speech_chars_per_s,
         )
 
     return ChannelPlugin(name=NAME, build_inbound=build_inbound, build_outbound=build_outbound)

@@ -12,7 +12,9 @@
 
 STOP (barge-in) tells the holder to stop streaming; OPEN and CLOSE need nothing here.
 `end_call` ends the call through Live Call Control once no stream of the call is in flight
-(VAPI is reported to break a stream a control message arrives during).
+and the sentences handed over have had time to be spoken (an estimate at the channel's
+speaking rate, at most `HANGUP_WAIT_MAX_S`: VAPI hangs up at once on `end-call`). VAPI is
+reported to break a stream a control message arrives during.
 
 Control messages are sent once per reply (`VapiCalls.done`), fenced per call (a reply of a
 worker that lost the conversation lock is refused), and never to a call that has ended.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from prometheus_client import Counter
@@ -44,6 +47,8 @@ VAPI_CONTROL = Counter(
 
 SAY = "say"
 END_CALL = "end_call"
+HANGUP_WAIT_MAX_S = 10.0
+"""Longest wait for the last sentences to be heard before an ending call is hung up."""
 STREAM_END_WAIT_S = 1.0
 """How long `end_call` waits for the call's stream to end before asking to be retried: the
 final part was just handed to the holder, which closes the stream at once."""
@@ -67,12 +72,16 @@ class VapiOutput:
         inbox: InboxWriter,
         ops: OpsEmitter,
         stream_end_wait_s: float = STREAM_END_WAIT_S,
+        speech_chars_per_s: float = 15.0,
+        hangup_wait_max_s: float = HANGUP_WAIT_MAX_S,
     ) -> None:
         self._calls = calls
         self._control = control
         self._inbox = inbox
         self._ops = ops
         self._stream_end_wait_s = stream_end_wait_s
+        self._chars_per_s = speech_chars_per_s
+        self._hangup_wait_max_s = hangup_wait_max_s
 
     async def run(self) -> None:
         """Nothing in the background."""
@@ -123,6 +132,9 @@ class VapiOutput:
             end_call=reply.end_call,
         )
         await self._inbox.post(holder, part)
+        if text := reply.text.strip():
+            speech_ms = int(len(text) / self._chars_per_s * 1000)
+            await self._calls.add_speech(reply.address, _now_ms(), speech_ms)
         await self._ops.emit(
             Lifecycle.QUEUED,
             attributes={"holder": holder, "via": "stream", "part": reply.part},
@@ -168,6 +180,8 @@ class VapiOutput:
         if not call.control_url:
             raise PermanentFailure("vapi_no_control_url", "the call's control URL is unknown")
         await self._wait_for_no_stream(call_id)
+        if step == END_CALL:
+            await self._wait_until_spoken(call.speaking_until_ms)
         if not await self._calls.accept_fence(call_id, reply.fence):
             await self._ops.emit(Lifecycle.FENCED, reason="stale_fencing_token", **_ids(reply))
             return
@@ -213,6 +227,17 @@ class VapiOutput:
             if loop.time() >= give_up_at:
                 raise StreamInFlight("a custom-LLM stream of the call is in flight")
             await asyncio.sleep(_POLL_S)
+
+    async def _wait_until_spoken(self, speaking_until_ms: int) -> None:
+        """Let the last sentences be heard before hanging up (VAPI ends a call at once on
+        `end-call`): wait for the speech estimate, at most `hangup_wait_max_s`."""
+        wait_s = min((speaking_until_ms - _now_ms()) / 1000, self._hangup_wait_max_s)
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _ids(reply: Reply) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """What ingress and egress know about live VAPI calls, shared through Redis.
 
 - `vapi:call:<call id>` (hash): `conversation_id`, `caller`, `control_url`, `ended`,
-  `ended_reason`. Written by whoever learns a field first (events, the LLM route).
+  `ended_reason`, and egress's `speaking_until_ms` (when the sentences it handed over should
+  have been spoken, an estimate: the call is not ended before). Written by whoever learns a
+  field first (events, the LLM route).
 - `vapi:event:<key>`: a server-URL event already handled (VAPI may retry: dedupe on
   call id, type and timestamp).
 - `vapi:throttle:<name>`: set for a short window after a barge-in signal of a call.
@@ -31,6 +33,15 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# KEYS: call. ARGV: now ms, speech ms, ttl s. The call speaks until then, after what it already had.
+_ADD_SPEECH = """
+local ends = tonumber(redis.call('HGET', KEYS[1], 'speaking_until_ms') or '0')
+if ends < tonumber(ARGV[1]) then ends = tonumber(ARGV[1]) end
+ends = ends + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'speaking_until_ms', ends)
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return ends
+"""
 # Accept a fence unless a higher one was seen: 1 accepted, 0 stale.
 _FENCE = """
 local seen = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -50,6 +61,8 @@ class VapiCall:
     control_url: str = ""
     ended: bool = False
     ended_reason: str = ""
+    speaking_until_ms: int = 0
+    """Egress's estimate of when what it handed over has been spoken (epoch ms)."""
 
 
 class VapiCalls:
@@ -73,6 +86,7 @@ class VapiCalls:
             control_url=raw.get("control_url", ""),
             ended=raw.get("ended") == "1",
             ended_reason=raw.get("ended_reason", ""),
+            speaking_until_ms=int(float(raw.get("speaking_until_ms") or 0)),
         )
 
     async def remember(self, call_id: str, **fields: str) -> None:
@@ -85,6 +99,13 @@ class VapiCalls:
             pipe.hset(key, mapping=values)  # type: ignore[arg-type]  # redis-py's invariant dict type
             pipe.expire(key, CALL_TTL_S)
             await pipe.execute()
+
+    async def add_speech(self, call_id: str, now_ms: int, speech_ms: int) -> int:
+        """The call speaks `speech_ms` more, after what it already had; returns until when."""
+        until = await self._redis.eval(
+            _ADD_SPEECH, 1, self._key("call", call_id), now_ms, speech_ms, CALL_TTL_S
+        )
+        return int(until)
 
     async def mark_ended(self, call_id: str, reason: str) -> None:
         """The call is over (status-update `ended`, end-of-call-report)."""
