@@ -558,7 +558,9 @@ async def test_egress_speaks_replies_from_kafka_and_parks_failures_without_the_k
     assert any("503" in letter["error"] for letter in letters)
     assert any(e.get("step") == "delivered" for e in ops)
     events = [entry["event"] for entry in structured]
-    assert "voipbin.retry" in events and "consume.retry" in events  # failures were logged
+    # Failures were logged. (Whether the client's own retry log appears depends on which
+    # request meets the first 503: a call lookup is not retried by the client, a `say` is.)
+    assert "consume.retry" in events
     captured = capfd.readouterr()
     for where, text in {
         "dead letters": json.dumps(letters),
