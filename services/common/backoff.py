@@ -13,13 +13,16 @@ provider also needs: how many attempts, and how long all of them may take.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 Uniform = Callable[[float, float], float]
+T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 
 @dataclass(frozen=True)
@@ -92,3 +95,36 @@ class RetryPolicy:
 
 NO_RETRY = RetryPolicy(max_attempts=1)
 """One attempt, no retries."""
+
+
+async def call_with_retries(
+    policy: RetryPolicy,
+    attempt: Callable[[], Awaitable[T]],
+    errors: type[E] | tuple[type[E], ...],
+    retry_after: Callable[[E], float | None],
+    *,
+    retryable: Callable[[E], bool],
+    on_retry: Callable[[E, int, float], None] | None = None,
+) -> T:
+    """`attempt()` until it returns, as `policy` allows: a failure in `errors` is retried when
+    `retryable(error)`, after `policy.delay_s` (at least `retry_after(error)`), while attempts
+    remain and the wait ends inside the budget; otherwise it is raised. `on_retry(error,
+    attempt, delay)` is told before each wait (to log it)."""
+    loop = asyncio.get_running_loop()
+    give_up_at = loop.time() + policy.budget_s
+    failures = 0
+    while True:
+        try:
+            return await attempt()
+        except errors as exc:
+            failures += 1
+            delay = policy.delay_s(failures, retry_after(exc))
+            if (
+                not retryable(exc)
+                or failures >= policy.max_attempts
+                or loop.time() + delay > give_up_at
+            ):
+                raise
+            if on_retry is not None:
+                on_retry(exc, failures, delay)
+            await asyncio.sleep(delay)

@@ -3,11 +3,13 @@ Retry-After is a floor, and a counter starts over after a success."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Awaitable, Callable
 
 import pytest
 
-from services.common.backoff import Backoff, BackoffCounter
+from services.common.backoff import Backoff, BackoffCounter, RetryPolicy, call_with_retries
 from services.common.kafka_backoff import METADATA_BACKOFF
 
 pytestmark = pytest.mark.unit
@@ -60,3 +62,63 @@ def test_the_retry_after_parser_refuses_what_it_cannot_trust() -> None:
     # A date without a zone (-0000) is no HTTP date; the old parser raised TypeError on it.
     assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 -0000"}) is None
     assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # past
+
+
+class Flaky(Exception):
+    def __init__(self, retryable: bool = True, retry_after_s: float | None = None) -> None:
+        super().__init__("flaky")
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+def failing(*errors: Exception) -> tuple[Callable[[], Awaitable[str]], list[int]]:
+    """An attempt that raises `errors` in turn, then returns "ok"; and its call count."""
+    calls = [0]
+
+    async def attempt() -> str:
+        calls[0] += 1
+        if calls[0] <= len(errors):
+            raise errors[calls[0] - 1]
+        return "ok"
+
+    return attempt, calls
+
+
+async def retried(policy: RetryPolicy, attempt: Callable[[], Awaitable[str]]) -> str:
+    return await call_with_retries(
+        policy,
+        attempt,
+        Flaky,
+        retry_after=lambda exc: exc.retry_after_s,
+        retryable=lambda exc: exc.retryable,
+    )
+
+
+@pytest.mark.asyncio
+async def test_call_with_retries_retries_until_it_succeeds() -> None:
+    attempt, calls = failing(Flaky(), Flaky())
+    assert await retried(RetryPolicy(max_attempts=3, base_s=0.001, cap_s=0.001), attempt) == "ok"
+    assert calls == [3]
+
+
+@pytest.mark.asyncio
+async def test_call_with_retries_stops_at_max_attempts_and_on_a_final_error() -> None:
+    attempt, calls = failing(Flaky(), Flaky(), Flaky())
+    with pytest.raises(Flaky):
+        await retried(RetryPolicy(max_attempts=2, base_s=0.001, cap_s=0.001), attempt)
+    assert calls == [2]
+    attempt, calls = failing(Flaky(retryable=False))
+    with pytest.raises(Flaky):
+        await retried(RetryPolicy(max_attempts=5, base_s=0.001, cap_s=0.001), attempt)
+    assert calls == [1]
+
+
+@pytest.mark.asyncio
+async def test_call_with_retries_gives_up_at_once_when_the_wait_would_pass_the_budget() -> None:
+    # Retry-After of 30 s against a 1 s budget: raised now, not after a 30 s sleep.
+    attempt, calls = failing(Flaky(retry_after_s=30.0))
+    policy = RetryPolicy(max_attempts=5, base_s=0.001, cap_s=0.001, budget_s=1.0)
+    async with asyncio.timeout(1.0):
+        with pytest.raises(Flaky):
+            await retried(policy, attempt)
+    assert calls == [1]

@@ -13,13 +13,12 @@ ring the customer twice. A refused connection or a 429 was not carried out and i
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx2
 
 from services.channels.vapi.settings import VapiSettings
-from services.common.backoff import RetryPolicy
+from services.common.backoff import RetryPolicy, call_with_retries
 from services.common.retry_after import retry_after_s
 from shared.logs import get_logger, redact
 
@@ -95,24 +94,20 @@ class VapiClient:
         self, method: str, path: str, *, json: Any = None, retry: RetryPolicy | None = None
     ) -> Any:
         """One API call with retries; returns the parsed JSON body (None when empty)."""
-        policy = retry or self._retry
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + policy.budget_s
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._once(method, path, json)
-            except (VapiError, VapiUnreachable) as exc:
-                delay = policy.delay_s(attempt, getattr(exc, "retry_after_s", None))
-                if (
-                    not self._retryable(method, exc)
-                    or attempt >= policy.max_attempts
-                    or loop.time() + delay > give_up_at
-                ):
-                    raise
-                log.info("vapi.retry", method=method, path=path, attempt=attempt, error=str(exc))
-                await asyncio.sleep(delay)
+
+        def log_retry(exc: Exception, attempt: int, _: float) -> None:
+            log.info("vapi.retry", method=method, path=path, attempt=attempt, error=str(exc))
+
+        return await call_with_retries(
+            retry or self._retry,
+            lambda: self._once(method, path, json),
+            (VapiError, VapiUnreachable),
+            retry_after=lambda exc: getattr(exc, "retry_after_s", None),
+            retryable=lambda exc: (
+                isinstance(exc, VapiError | VapiUnreachable) and self._retryable(method, exc)
+            ),
+            on_retry=log_retry,
+        )
 
     @staticmethod
     def _retryable(method: str, exc: VapiError | VapiUnreachable) -> bool:

@@ -12,7 +12,6 @@ sooner than `Retry-After`); other refusals are final.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 import httpx2
 
 from services.channels.vapi.settings import VapiSettings
-from services.common.backoff import RetryPolicy
+from services.common.backoff import RetryPolicy, call_with_retries
 from services.common.retry_after import retry_after_s
 from shared.logs import get_logger
 
@@ -119,24 +118,18 @@ class VapiControl:
         if url.scheme not in ("https", "http") or not url.netloc:
             raise InvalidControlUrl("the call's control URL is not an http(s) URL")
         action = str(message["type"])
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + self._retry.budget_s
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                await self._once(control_url, action, message)
-                return
-            except ControlError as exc:
-                delay = self._retry.delay_s(attempt, exc.retry_after_s)
-                if (
-                    not exc.retryable
-                    or attempt >= self._retry.max_attempts
-                    or loop.time() + delay > give_up_at
-                ):
-                    raise
-                log.info("vapi.control.retry", action=action, status=exc.status, attempt=attempt)
-                await asyncio.sleep(delay)
+
+        def log_retry(exc: ControlError, attempt: int, _: float) -> None:
+            log.info("vapi.control.retry", action=action, status=exc.status, attempt=attempt)
+
+        await call_with_retries(
+            self._retry,
+            lambda: self._once(control_url, action, message),
+            ControlError,
+            retry_after=lambda exc: exc.retry_after_s,
+            retryable=lambda exc: exc.retryable,
+            on_retry=log_retry,
+        )
 
     async def _once(self, control_url: str, action: str, message: dict[str, Any]) -> None:
         headers = {"authorization": f"Bearer {self._public_key}"} if self._public_key else {}

@@ -11,7 +11,6 @@ policy in `errors.py`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -19,7 +18,7 @@ import httpx2
 
 from services.channels.voipbin.errors import DEFAULT_RETRY, VoipbinError, VoipbinUnreachable
 from services.channels.voipbin.settings import VoipbinSettings
-from services.common.backoff import NO_RETRY, RetryPolicy
+from services.common.backoff import NO_RETRY, RetryPolicy, call_with_retries
 from services.common.retry_after import retry_after_s
 from shared.logs import get_logger, redact
 
@@ -88,26 +87,21 @@ class VoipbinClient:
         retry: RetryPolicy | None = None,
     ) -> Any:
         """One API call with retries; returns the parsed JSON body (None when empty)."""
-        policy = retry or self._retry
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + policy.budget_s
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._once(method, path, json, params)
-            except (VoipbinError, VoipbinUnreachable) as exc:
-                retryable = isinstance(exc, VoipbinUnreachable) or exc.retryable
-                retry_after = exc.retry_after_s if isinstance(exc, VoipbinError) else None
-                delay = policy.delay_s(attempt, retry_after)
-                if (
-                    not retryable
-                    or attempt >= policy.max_attempts
-                    or loop.time() + delay > give_up_at
-                ):
-                    raise
-                log.info("voipbin.retry", method=method, path=path, attempt=attempt, error=str(exc))
-                await asyncio.sleep(delay)
+
+        def log_retry(exc: Exception, attempt: int, _: float) -> None:
+            log.info("voipbin.retry", method=method, path=path, attempt=attempt, error=str(exc))
+
+        return await call_with_retries(
+            retry or self._retry,
+            lambda: self._once(method, path, json, params),
+            (VoipbinError, VoipbinUnreachable),
+            retry_after=lambda exc: exc.retry_after_s if isinstance(exc, VoipbinError) else None,
+            retryable=lambda exc: (
+                isinstance(exc, VoipbinUnreachable)
+                or (isinstance(exc, VoipbinError) and exc.retryable)
+            ),
+            on_retry=log_retry,
+        )
 
     async def _once(self, method: str, path: str, body: Any, params: dict[str, str] | None) -> Any:
         query = {**(params or {}), "accesskey": self._key}
