@@ -6,10 +6,13 @@ out, keyed by the request's last user message. `GET /_bench/timings` returns the
 1 uses it to subtract only what the model server itself spent, so the brain's model-client
 CPU (openai SDK, HTTP) counts as orchestration overhead in that variant.
 
-`GET /_bench/requests` returns every request as `{"user", "start", "end"}` in
-`time.monotonic()` seconds. `CLOCK_MONOTONIC` is one clock for every process of the machine,
-so the voice benchmark lines these instants up with its own (a transcript posted, a `say` at
-the fake VoIPBin) to split a turn into before the model, the model, and after it.
+`GET /_bench/requests` returns every request as `{"user", "start", "end", "first_token"}` in
+`time.monotonic()` seconds. `first_token` is when the first chunk with content was handed to
+the server (a streamed request: the model's time to first token is `first_token - start`);
+None for a request that is not streamed or streamed no content. `CLOCK_MONOTONIC` is one
+clock for every process of the machine, so the voice and VAPI benchmarks line these instants
+up with their own (a transcript posted, a `say` at the fake VoIPBin, the first SSE chunk
+read) to split a turn into before the model, the model, and after it.
 `POST /_fake/config {"latency_ms": ...}` changes the latency at runtime, as for the fake.
 """
 
@@ -32,7 +35,7 @@ REQUESTS_PATH = "/_bench/requests"
 
 class ServerTiming:
     """ASGI middleware: {last user message: milliseconds} of chat completion requests, and
-    `{"user", "start", "end"}` (monotonic seconds) of each."""
+    `{"user", "start", "end", "first_token"}` (monotonic seconds) of each."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -46,6 +49,7 @@ class ServerTiming:
         started = time.perf_counter()
         started_monotonic = time.monotonic()
         body = bytearray()
+        first_token: float | None = None
 
         async def receive_and_keep() -> Message:
             message: Message = await receive()
@@ -53,12 +57,25 @@ class ServerTiming:
             return message
 
         async def send_and_time(message: Message) -> None:
+            nonlocal first_token
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            # Looked at before sending, timed after it: the instant the bytes left the model.
+            content = first_token is None and has_content(message.get("body", b""))
             await send(message)
-            if message["type"] == "http.response.body" and not message.get("more_body"):
+            if content:
+                first_token = time.monotonic()
+            if not message.get("more_body"):
                 user = last_user(bytes(body))
                 self.timings[user] = (time.perf_counter() - started) * 1000
                 self.requests.append(
-                    {"user": user, "start": started_monotonic, "end": time.monotonic()}
+                    {
+                        "user": user,
+                        "start": started_monotonic,
+                        "end": time.monotonic(),
+                        "first_token": first_token,
+                    }
                 )
 
         await self.app(scope, receive_and_keep, send_and_time)
@@ -72,6 +89,21 @@ def last_user(body: bytes) -> str:
         return ""
     users = [m.get("content", "") for m in messages if m.get("role") == "user"]
     return str(users[-1]) if users else ""
+
+
+def has_content(chunk: bytes) -> bool:
+    """Whether a piece of an event stream carries a `chat.completion.chunk` with non-empty
+    `delta.content` (the fake's first chunk is the role with empty content)."""
+    for line in chunk.split(b"\n"):
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+            continue
+        try:
+            choices = json.loads(line[6:]).get("choices") or []
+        except (ValueError, AttributeError):
+            continue
+        if any((c.get("delta") or {}).get("content") for c in choices if isinstance(c, dict)):
+            return True
+    return False
 
 
 def main(argv: list[str] | None = None) -> None:

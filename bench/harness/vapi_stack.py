@@ -1,0 +1,164 @@
+"""The deployment the VAPI benchmark drives: ingress, brain and egress as processes and the
+timed fake model in its own process. The bench itself plays VAPI (`bench.harness.vapi_calls`).
+
+No fake VAPI server runs: the custom-LLM answers go back on the held request itself, and
+nothing in the measured calls makes egress use a call's control URL (no goodbye, no `say`
+outside a stream). Each call names a control URL on a port nothing listens on, so a control
+message egress did send would show up as a warning in its log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.harness import procs
+from bench.harness.infra import Infra
+from bench.harness.sms_common import service_env
+from bench.harness.timed_fake import REQUESTS_PATH
+from services.channels.vapi.settings import EVENTS_PATH, LLM_BASE_PATH, VapiSettings
+from tests.support.processes import free_port
+
+API_KEY = "bench-key"
+SERVER_SECRET = "bench-vapi-server-secret-" + "0123456789abcdef" * 2
+LLM_KEY = "bench-vapi-llm-key-" + "fedcba9876543210" * 2
+AUTH_MODE = "hmac"
+"""The server URL's auth mode: HMAC over the raw body with a timestamp, the mode with the
+most work per request."""
+METRICS = (
+    "switchboard_vapi_events_total",
+    "switchboard_vapi_llm_requests_total",
+    "switchboard_vapi_control_total",
+)
+"""Counters scraped from the services' `/metrics` before and after each phase."""
+_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})?\s+([0-9.eE+-]+)$")
+
+
+@dataclass
+class VapiStack:
+    """Everything one benchmark run talks to."""
+
+    model: procs.Child
+    services: dict[str, procs.Child]
+
+    @property
+    def ingress_url(self) -> str:
+        return self.services["ingress"].url
+
+    @property
+    def events_url(self) -> str:
+        return self.ingress_url + EVENTS_PATH
+
+    @property
+    def llm_base(self) -> str:
+        return self.ingress_url + LLM_BASE_PATH
+
+    def settings(self) -> VapiSettings:
+        """The VAPI settings the services run with (to sign as VAPI would)."""
+        return vapi_settings(self.ingress_url)
+
+    def pids(self, infra: Infra) -> dict[str, int | None]:
+        return {
+            **{name: child.pid for name, child in self.services.items()},
+            "fake-model": self.model.pid,
+            "kafka": procs.listening_pid(infra.kafka_port),
+            "redis": procs.listening_pid(infra.redis_port),
+            "bench (VAPI's side)": os.getpid(),
+        }
+
+    async def set_model_latency(self, http: aiohttp.ClientSession, latency_ms: int) -> None:
+        async with http.post(self.model.url + "/_fake/config", json={"latency_ms": latency_ms}):
+            pass
+
+    async def model_requests(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
+        """Every chat completion the fake model served: `{"user", "start", "end",
+        "first_token"}` (monotonic seconds)."""
+        async with http.get(self.model.url + REQUESTS_PATH) as response:
+            found: list[dict[str, Any]] = await response.json()
+            return found
+
+    async def counters(self, http: aiohttp.ClientSession) -> dict[str, float]:
+        """The `METRICS` counters of every service, as `service:name{labels}` → value."""
+        values: dict[str, float] = {}
+        for name, child in self.services.items():
+            async with http.get(child.url + "/metrics") as response:
+                text = await response.text()
+            for line in text.splitlines():
+                match = _SAMPLE.match(line)
+                if match and match.group(1) in METRICS:
+                    values[f"{name}:{match.group(1)}{match.group(2) or ''}"] = float(match[3])
+        return values
+
+    def stop(self) -> None:
+        for child in self.services.values():
+            child.stop()
+        self.model.stop()
+
+
+def vapi_settings(public_base_url: str) -> VapiSettings:
+    return VapiSettings(
+        auth_mode=AUTH_MODE,
+        server_secret=SERVER_SECRET,
+        llm_key=LLM_KEY,
+        public_base_url=public_base_url,
+    )
+
+
+def start(
+    infra: Infra, namespace: str, log_dir: Path, *, egress_no_idle_sleep: bool = False
+) -> VapiStack:
+    """Start the fake model and the three services on free ports (the kernel's ephemeral
+    range, clear of the dev and test ports); wait until all are ready.
+
+    `egress_no_idle_sleep` runs egress as `bench.harness.voice_egress --no-idle-sleep` (a
+    what-if, see there) instead of `switchboard egress`."""
+    model_port = free_port()
+    model_argv = [procs.PYTHON, "-m", "bench.harness.timed_fake", "--port", str(model_port)]
+    model_argv += ["--api-key", API_KEY]
+    model = procs.Child("fake-openai", model_argv, {}, log_dir, model_port, "/v1/models")
+    ingress_port = free_port()
+    env = _env(infra, namespace, model, f"http://127.0.0.1:{ingress_port}")
+    ingress_argv = [procs.SWITCHBOARD, "ingress", "--port", str(ingress_port)]
+    services = {
+        "ingress": procs.Child("ingress", ingress_argv, env, log_dir, ingress_port),
+        "brain": procs.service("brain", env, log_dir),
+        "egress": _what_if_egress(env, log_dir)
+        if egress_no_idle_sleep
+        else procs.service("egress", env, log_dir),
+    }
+    stack = VapiStack(model, services)
+    try:
+        model.start()
+        for child in services.values():
+            child.start()
+        model.wait_ready()
+        for child in services.values():
+            child.wait_ready()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def _what_if_egress(env: dict[str, str], log_dir: Path) -> procs.Child:
+    port = free_port()
+    argv = [procs.PYTHON, "-m", "bench.harness.voice_egress", "--port", str(port)]
+    return procs.Child("egress", [*argv, "--no-idle-sleep"], env, log_dir, port)
+
+
+def _env(infra: Infra, namespace: str, model: procs.Child, public_base_url: str) -> dict[str, str]:
+    return service_env(infra, namespace) | {
+        "PUBLIC_BASE_URL": public_base_url,
+        "VAPI_AUTH_MODE": AUTH_MODE,
+        "VAPI_SERVER_SECRET": SERVER_SECRET,
+        "VAPI_LLM_KEY": LLM_KEY,
+        "BRAIN_ENGINE": "openai",
+        "OPENAI_API_KEY": API_KEY,
+        "OPENAI_BASE_URL": model.url + "/v1",
+        "OPENAI_MODEL": "fake-model",
+    }
