@@ -44,7 +44,7 @@ import aiohttp
 
 from bench.harness import infra as infra_mod
 from bench.harness import kafka_floor, procs, vapi_stack
-from bench.harness.entry import run_and_print
+from bench.harness.entry import run_and_print, stack_bench_args
 from bench.harness.kafka_io import read_records
 from bench.harness.report import render_details
 from bench.harness.stats import summary_ms
@@ -101,22 +101,7 @@ class Measured:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="shorter smoke run")
-    parser.add_argument(
-        "--what-if-egress-no-idle-sleep",
-        action="store_true",
-        help="run egress without FastStream's sleep after an empty batch poll (what-if, not\n"
-        "the shipped configuration; see bench/harness/voice_egress.py)",
-    )
-    parser.add_argument(
-        "--keep-infra",
-        action="store_true",
-        help="leave Kafka/Redis running if this run started them",
-    )
-    return parser.parse_args(argv)
+    return stack_bench_args(__doc__, argv)
 
 
 async def run(args: argparse.Namespace) -> str:
