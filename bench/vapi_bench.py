@@ -33,7 +33,7 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,11 @@ if __package__ in (None, ""):  # run as `python bench/vapi_bench.py` (what `make
 import aiohttp
 
 from bench.harness import infra as infra_mod
-from bench.harness import kafka_floor, procs, vapi_stack
+from bench.harness import procs, vapi_stack
 from bench.harness.entry import run_and_print, stack_bench_args
 from bench.harness.kafka_io import read_records
 from bench.harness.report import render_details
-from bench.harness.stats import summary_ms
+from bench.harness.stack_run import on_bench_infra
 from bench.harness.vapi_calls import VapiCaller, new_tag
 from bench.harness.vapi_phases import PhaseResult, VapiConfig, check_stack, run_phase, warm_up
 from bench.harness.vapi_report import (
@@ -107,22 +107,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> str:
     """Provision Kafka/Redis, measure, tear down what was started, build the report."""
     config = QUICK if args.quick else FULL
-    started_at = datetime.now(UTC)
-    log_dir = infra_mod.BENCH_DATA_DIR / "logs" / f"vapi-{started_at:%Y%m%dT%H%M%SZ}"
-    print(f"provisioning Kafka and Redis (logs of this run: {log_dir})", flush=True)
-    infra = infra_mod.provision()
-    try:
-        facts = await infra_mod.machine_facts(infra)
-        acks, hops = await kafka_floor.measure(infra)
-        facts.append(
-            f"Kafka floor, nothing else running: produce ack (acks=all) {summary_ms(acks)};"
-            f" produce → consumer receives {summary_ms(hops)}"
-        )
-        measured = await _measure(infra, config, log_dir, args.what_if_egress_no_idle_sleep)
-    finally:
-        if not args.keep_infra:
-            infra_mod.teardown(infra)
-    return _report(args, facts, measured, log_dir, started_at, datetime.now(UTC))
+    what_if = args.what_if_egress_no_idle_sleep
+    done = await on_bench_infra(
+        "vapi", args.keep_infra, lambda infra, log_dir: _measure(infra, config, log_dir, what_if)
+    )
+    return _report(args, done.facts, done.measured, done.log_dir, done.started_at, done.finished_at)
 
 
 async def _measure(
