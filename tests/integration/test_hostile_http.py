@@ -553,35 +553,22 @@ def judge(
     if case.must_refuse and reads_body and not 400 <= status < 500:
         return f"{case.name}: expected a 4xx, got {status} {response.text[:160]!r}"
     if 400 <= status < 500:
-        if openai_errors:
-            return openai_error_problem(case.name, response)
-        return error_shape_problem(case.name, response)
+        return error_shape_problem(case.name, response, openai_errors)
     return None
 
 
-def openai_error_problem(name: str, response: Any) -> str | None:
+def error_shape_problem(name: str, response: Any, openai: bool = False) -> str | None:
+    """What is wrong with the body of a 4xx: ours is `{"detail": {"error": code,
+    "message"}}`, OpenAI's (the custom LLM) `{"error": {"code", "message", "type"}}`."""
+    envelope, code_key = ("error", "code") if openai else ("detail", "error")
     try:
-        error = response.json()["error"]
+        detail = response.json()[envelope]
     except (ValueError, KeyError, TypeError):
-        return f"{name}: {response.status_code} without an OpenAI error: {response.text[:160]!r}"
-    if not (isinstance(error, dict) and str(error.get("code", "")).isidentifier()):
-        return f"{name}: {response.status_code} error has no code: {error!r:.160}"
-    if not isinstance(error.get("message"), str):
-        return f"{name}: {response.status_code} error has no message: {error!r:.160}"
-    if MARKER in response.text:
-        return f"{name}: the error quotes the input: {response.text[:160]!r}"
-    return None
-
-
-def error_shape_problem(name: str, response: Any) -> str | None:
-    try:
-        detail = response.json()["detail"]
-    except (ValueError, KeyError, TypeError):
-        return f"{name}: {response.status_code} without a JSON detail: {response.text[:160]!r}"
-    if not (isinstance(detail, dict) and str(detail.get("error", "")).isidentifier()):
-        return f"{name}: {response.status_code} detail has no error code: {detail!r:.160}"
+        return f"{name}: {response.status_code} without a JSON {envelope}: {response.text[:160]!r}"
+    if not (isinstance(detail, dict) and str(detail.get(code_key, "")).isidentifier()):
+        return f"{name}: {response.status_code} {envelope} has no error code: {detail!r:.160}"
     if not isinstance(detail.get("message"), str):
-        return f"{name}: {response.status_code} detail has no message: {detail!r:.160}"
+        return f"{name}: {response.status_code} {envelope} has no message: {detail!r:.160}"
     if MARKER in response.text:
         return f"{name}: the error quotes the input: {response.text[:160]!r}"
     return None
