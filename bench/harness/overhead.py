@@ -21,7 +21,6 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from bench.harness import kafka_floor, procs
 from bench.harness.infra import PARTITIONS, Infra, create_topics, drop_namespace, new_namespace
 from bench.harness.kafka_io import read_records
 from bench.harness.report import Row, Section
-from bench.harness.stats import percentile, summary_ms
+from bench.harness.stats import occurred_s, percentile, summary_ms
 from tests.support.chat import ChatClient, new_session
 
 API_KEY = "bench-key"
@@ -138,10 +137,6 @@ class ChatLoad:
 def message_text(client_id: str) -> str:
     """Unique per turn, so the model server's timing can be matched to it."""
     return f"{client_id}: What are your opening hours?"
-
-
-def _ts(event: dict[str, Any]) -> float:
-    return datetime.fromisoformat(event["occurred_at"]).timestamp()
 
 
 def ops_by_message(records: list[Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -314,10 +309,10 @@ def _analyse(
             "overhead": total_ms - end["duration_ms"],
         }
         if published and start and emitted:
-            row["accept"] = (_ts(published) - turn.wall_send) * 1000
-            row["brain_in"] = (_ts(start) - _ts(published)) * 1000
-            row["brain_out"] = (_ts(emitted) - _ts(end)) * 1000
-            row["deliver"] = (turn.wall_reply - _ts(emitted)) * 1000
+            row["accept"] = (occurred_s(published) - turn.wall_send) * 1000
+            row["brain_in"] = (occurred_s(start) - occurred_s(published)) * 1000
+            row["brain_out"] = (occurred_s(emitted) - occurred_s(end)) * 1000
+            row["deliver"] = (turn.wall_reply - occurred_s(emitted)) * 1000
             for key in stages:
                 stages[key].append(row[key])
         per_turn.append(row)

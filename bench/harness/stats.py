@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -52,3 +54,20 @@ def peak_overlap(intervals: Sequence[tuple[float, float]]) -> int:
         open_now += step
         peak = max(peak, open_now)
     return peak
+
+
+def occurred_s(event: Mapping[str, Any]) -> float:
+    """An ops event's `occurred_at`, as epoch seconds."""
+    return datetime.fromisoformat(event["occurred_at"]).timestamp()
+
+
+def percentile_cells(values: Sequence[float]) -> tuple[str, str, str, str]:
+    """p50, p95, p99 and max of `values` for a table row ("n/a" when empty)."""
+    if not values:
+        return ("n/a", "n/a", "n/a", "n/a")
+    return (
+        f"{percentile(values, 50):.1f}",
+        f"{percentile(values, 95):.1f}",
+        f"{percentile(values, 99):.1f}",
+        f"{max(values):.1f}",
+    )

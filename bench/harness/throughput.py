@@ -19,7 +19,6 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ from bench.harness.kafka_io import (
     read_records,
 )
 from bench.harness.report import Row, Section
-from bench.harness.stats import peak_overlap, percentile, steady_rate, summary_ms
+from bench.harness.stats import occurred_s, peak_overlap, percentile, steady_rate, summary_ms
 from shared.contracts import Channel
 
 API_KEY = "bench-key"
@@ -360,7 +359,7 @@ def _slow_rate(section: Section, result: Drain) -> float:
     for start in starts:
         end = ends.get(start["message_id"])
         if end is not None:
-            intervals.append((_ts(start), _ts(end)))
+            intervals.append((occurred_s(start), occurred_s(end)))
     model_ms = [e["duration_ms"] for e in ends.values() if e.get("duration_ms") is not None]
     ideal = len(replies) / max(1, peak_overlap(intervals))
     section.note(
@@ -373,7 +372,7 @@ def _slow_rate(section: Section, result: Drain) -> float:
         f" model time per call {summary_ms(model_ms)}"
     )
     lag = [
-        (float(r.timestamp) / 1000 - _ts(ends[mid]))
+        (float(r.timestamp) / 1000 - occurred_s(ends[mid]))
         for r in result.replies
         if (mid := json.loads(r.value)["in_reply_to"]) in ends
     ]
@@ -382,7 +381,3 @@ def _slow_rate(section: Section, result: Drain) -> float:
         f" p99 {percentile(lag, 99) * 1000:.1f} ms"
     )
     return rate
-
-
-def _ts(event: dict[str, Any]) -> float:
-    return datetime.fromisoformat(event["occurred_at"]).timestamp()

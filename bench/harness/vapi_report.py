@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from bench.harness.report import Section
 from bench.harness.sms_common import render_grid
-from bench.harness.stats import percentile, summary_ms
+from bench.harness.stats import occurred_s, percentile, percentile_cells, summary_ms
 from bench.harness.vapi_calls import GreetingRecord, LlmRecord
 from bench.harness.vapi_phases import PhaseResult
 
@@ -58,21 +57,6 @@ GREETING_STAGES = {
 }
 
 
-def _ts(event: dict[str, Any]) -> float:
-    return datetime.fromisoformat(event["occurred_at"]).timestamp()
-
-
-def _cells(values: Sequence[float]) -> tuple[str, str, str, str]:
-    if not values:
-        return ("n/a", "n/a", "n/a", "n/a")
-    return (
-        f"{percentile(values, 50):.1f}",
-        f"{percentile(values, 95):.1f}",
-        f"{percentile(values, 99):.1f}",
-        f"{max(values):.1f}",
-    )
-
-
 @dataclass
 class Topics:
     """What the run left on Kafka, indexed for matching."""
@@ -90,11 +74,11 @@ class Topics:
     def at(self, step: str, message_id: str) -> float | None:
         """Epoch seconds of a lifecycle step of a message, if it was seen."""
         event = self.by_message.get((step, message_id))
-        return _ts(event) if event is not None else None
+        return occurred_s(event) if event is not None else None
 
     def queued_at(self, reply_id: str) -> float | None:
         event = self.queued.get(reply_id)
-        return _ts(event) if event is not None else None
+        return occurred_s(event) if event is not None else None
 
     @classmethod
     def read(cls, ops: list[Any], replies: list[Any]) -> Topics:
@@ -240,7 +224,7 @@ def goal_table(numbers: list[PhaseNumbers]) -> str:
     rows = []
     for n in numbers:
         rate = len(n.result.turns) / n.result.wall_s if n.result.wall_s else 0.0
-        p50, _, p99, _ = _cells(n.overhead)
+        p50, _, p99, _ = percentile_cells(n.overhead)
         rows.append(
             (
                 n.result.phase.label,
@@ -267,11 +251,20 @@ def first_chunk_table(numbers: list[PhaseNumbers]) -> str:
     for n in numbers:
         label = n.result.phase.label
         rows.append(
-            (label, str(len(n.first_chunk)), "request → first chunk", *_cells(n.first_chunk))
+            (
+                label,
+                str(len(n.first_chunk)),
+                "request → first chunk",
+                *percentile_cells(n.first_chunk),
+            )
         )
-        rows.append(("", str(len(n.model_ttft)), "model TTFT (fake)", *_cells(n.model_ttft)))
-        rows.append(("", str(len(n.overhead)), "overhead (difference)", *_cells(n.overhead)))
-        rows.append(("", str(len(n.whole)), "request → [DONE]", *_cells(n.whole)))
+        rows.append(
+            ("", str(len(n.model_ttft)), "model TTFT (fake)", *percentile_cells(n.model_ttft))
+        )
+        rows.append(
+            ("", str(len(n.overhead)), "overhead (difference)", *percentile_cells(n.overhead))
+        )
+        rows.append(("", str(len(n.whole)), "request → [DONE]", *percentile_cells(n.whole)))
     return render_grid(header, rows)
 
 
@@ -313,7 +306,7 @@ def greeting_table(numbers: list[PhaseNumbers]) -> str:
                 n.result.phase.label,
                 "assistant-request → answer",
                 str(len(n.greeting)),
-                *_cells(n.greeting),
+                *percentile_cells(n.greeting),
                 f"{n.from_brain}/{len(greetings)}",
                 f"{n.fallbacks}/{len(greetings)}",
             )
@@ -323,7 +316,7 @@ def greeting_table(numbers: list[PhaseNumbers]) -> str:
                 "",
                 "minus the greeting's llm_end",
                 str(len(n.greeting_net)),
-                *_cells(n.greeting_net),
+                *percentile_cells(n.greeting_net),
                 "",
                 "",
             )

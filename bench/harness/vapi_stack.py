@@ -9,18 +9,14 @@ message egress did send would show up as a warning in its log.
 
 from __future__ import annotations
 
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import ClassVar
 
 from bench.harness import procs
 from bench.harness.infra import Infra
+from bench.harness.service_stack import ServiceStack
 from bench.harness.sms_common import service_env
-from bench.harness.timed_fake import REQUESTS_PATH
 from services.channels.vapi.settings import EVENTS_PATH, LLM_BASE_PATH, VapiSettings
 from tests.support.processes import free_port
 
@@ -30,25 +26,18 @@ LLM_KEY = "bench-vapi-llm-key-" + "fedcba9876543210" * 2
 AUTH_MODE = "hmac"
 """The server URL's auth mode: HMAC over the raw body with a timestamp, the mode with the
 most work per request."""
-METRICS = (
-    "switchboard_vapi_events_total",
-    "switchboard_vapi_llm_requests_total",
-    "switchboard_vapi_control_total",
-)
-"""Counters scraped from the services' `/metrics` before and after each phase."""
-_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})?\s+([0-9.eE+-]+)$")
 
 
 @dataclass
-class VapiStack:
+class VapiStack(ServiceStack):
     """Everything one benchmark run talks to."""
 
-    model: procs.Child
-    services: dict[str, procs.Child]
-
-    @property
-    def ingress_url(self) -> str:
-        return self.services["ingress"].url
+    METRICS: ClassVar[tuple[str, ...]] = (
+        "switchboard_vapi_events_total",
+        "switchboard_vapi_llm_requests_total",
+        "switchboard_vapi_control_total",
+    )
+    BENCH_ROLE: ClassVar[str] = "bench (VAPI's side)"
 
     @property
     def events_url(self) -> str:
@@ -61,43 +50,6 @@ class VapiStack:
     def settings(self) -> VapiSettings:
         """The VAPI settings the services run with (to sign as VAPI would)."""
         return vapi_settings(self.ingress_url)
-
-    def pids(self, infra: Infra) -> dict[str, int | None]:
-        return {
-            **{name: child.pid for name, child in self.services.items()},
-            "fake-model": self.model.pid,
-            "kafka": procs.listening_pid(infra.kafka_port),
-            "redis": procs.listening_pid(infra.redis_port),
-            "bench (VAPI's side)": os.getpid(),
-        }
-
-    async def set_model_latency(self, http: aiohttp.ClientSession, latency_ms: int) -> None:
-        async with http.post(self.model.url + "/_fake/config", json={"latency_ms": latency_ms}):
-            pass
-
-    async def model_requests(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
-        """Every chat completion the fake model served: `{"user", "start", "end",
-        "first_token"}` (monotonic seconds)."""
-        async with http.get(self.model.url + REQUESTS_PATH) as response:
-            found: list[dict[str, Any]] = await response.json()
-            return found
-
-    async def counters(self, http: aiohttp.ClientSession) -> dict[str, float]:
-        """The `METRICS` counters of every service, as `service:name{labels}` → value."""
-        values: dict[str, float] = {}
-        for name, child in self.services.items():
-            async with http.get(child.url + "/metrics") as response:
-                text = await response.text()
-            for line in text.splitlines():
-                match = _SAMPLE.match(line)
-                if match and match.group(1) in METRICS:
-                    values[f"{name}:{match.group(1)}{match.group(2) or ''}"] = float(match[3])
-        return values
-
-    def stop(self) -> None:
-        for child in self.services.values():
-            child.stop()
-        self.model.stop()
 
 
 def vapi_settings(public_base_url: str) -> VapiSettings:

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench.harness.report import Section
 from bench.harness.sms_common import render_grid
-from bench.harness.stats import percentile, summary_ms
+from bench.harness.stats import occurred_s, percentile, percentile_cells, summary_ms
 from bench.harness.voice_calls import TurnRecord
 from bench.harness.voice_phases import PhaseResult
 
@@ -40,21 +38,6 @@ STAGES = {
 
 SLOW_EGRESS_MS = 20.0
 """An egress stage above this waited for egress's next poll (see docs/benchmarks.md)."""
-
-
-def _ts(event: dict[str, Any]) -> float:
-    return datetime.fromisoformat(event["occurred_at"]).timestamp()
-
-
-def _cells(values: Sequence[float]) -> tuple[str, str, str, str]:
-    if not values:
-        return ("n/a", "n/a", "n/a", "n/a")
-    return (
-        f"{percentile(values, 50):.1f}",
-        f"{percentile(values, 95):.1f}",
-        f"{percentile(values, 99):.1f}",
-        f"{max(values):.1f}",
-    )
 
 
 class PhaseNumbers:
@@ -112,9 +95,9 @@ class PhaseNumbers:
         if published is None or start is None or part is None:
             return
         to_wall = turn.t0_wall - turn.t0  # this turn's monotonic → wall offset
-        self.stages["ingress"].append((_ts(published) - turn.t0_wall) * 1000)
-        self.stages["to_brain"].append((_ts(start) - _ts(published)) * 1000)
-        self.stages["to_model"].append((served["start"] + to_wall - _ts(start)) * 1000)
+        self.stages["ingress"].append((occurred_s(published) - turn.t0_wall) * 1000)
+        self.stages["to_brain"].append((occurred_s(start) - occurred_s(published)) * 1000)
+        self.stages["to_model"].append((served["start"] + to_wall - occurred_s(start)) * 1000)
         self.stages["model"].append(model_ms)
         self.stages["brain_out"].append((part - to_wall - served["end"]) * 1000)
         self.stages["egress"].append((turn.t_say + to_wall - part) * 1000)
@@ -165,9 +148,11 @@ def turn_table(numbers: list[PhaseNumbers]) -> str:
     for n in numbers:
         phase = n.result.phase
         head = (f"{phase.model_ms} ms", str(phase.concurrency))
-        rows.append((*head, str(len(n.e2e)), "transcript in → `say` out", *_cells(n.e2e)))
-        rows.append(("", "", str(len(n.model)), "model (fake server)", *_cells(n.model)))
-        rows.append(("", "", str(len(n.overhead)), "overhead (difference)", *_cells(n.overhead)))
+        rows.append((*head, str(len(n.e2e)), "transcript in → `say` out", *percentile_cells(n.e2e)))
+        rows.append(("", "", str(len(n.model)), "model (fake server)", *percentile_cells(n.model)))
+        rows.append(
+            ("", "", str(len(n.overhead)), "overhead (difference)", *percentile_cells(n.overhead))
+        )
     return render_grid(header, rows)
 
 
@@ -189,7 +174,13 @@ def fetch_table(numbers: list[PhaseNumbers]) -> str:
         head = (f"{phase.model_ms} ms", str(phase.concurrency))
         fallbacks = str(sum(f.fallback for f in n.result.fetches("greeting")))
         rows.append(
-            (*head, "greeting (held)", str(len(n.greeting)), *_cells(n.greeting), fallbacks)
+            (
+                *head,
+                "greeting (held)",
+                str(len(n.greeting)),
+                *percentile_cells(n.greeting),
+                fallbacks,
+            )
         )
         rows.append(
             (
@@ -197,11 +188,11 @@ def fetch_table(numbers: list[PhaseNumbers]) -> str:
                 "",
                 "greeting - model (llm_end)",
                 str(len(n.greeting_net)),
-                *_cells(n.greeting_net),
+                *percentile_cells(n.greeting_net),
                 "",
             )
         )
-        rows.append(("", "", "hold (no digits)", str(len(n.hold)), *_cells(n.hold), "-"))
+        rows.append(("", "", "hold (no digits)", str(len(n.hold)), *percentile_cells(n.hold), "-"))
     return render_grid(header, rows)
 
 

@@ -12,32 +12,20 @@ provider, and its timings are on the same machine-wide monotonic clock.
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import aiohttp
+from typing import Any, ClassVar, Literal
 
 from bench.harness import procs
 from bench.harness.infra import Infra
+from bench.harness.service_stack import ServiceStack
 from bench.harness.sms_common import service_env
-from bench.harness.timed_fake import REQUESTS_PATH
 from services.channels.voipbin.fake import FakeVoipbinConfig, FakeVoipbinServer, FakeVoipbinState
 from services.channels.voipbin.settings import EVENTS_PATH, fetch_url
 from tests.support.processes import free_port
 
 API_KEY = "bench-key"
 FETCH_TOKEN = "bench-fetch-token-" + "0123456789abcdef" * 2
-METRICS = (
-    "switchboard_voipbin_fetches_total",
-    "switchboard_voipbin_events_total",
-    "switchboard_voice_spoken_total",
-    "switchboard_voice_errors_total",
-)
-"""Counters scraped from the services' `/metrics` before and after each phase."""
-_SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})?\s+([0-9.eE+-]+)$")
 
 
 class SpeechWatch:
@@ -84,17 +72,19 @@ class WatchedState(FakeVoipbinState):
 
 
 @dataclass
-class VoiceStack:
+class VoiceStack(ServiceStack):
     """Everything one benchmark run talks to."""
 
     fake: FakeVoipbinServer
     watch: SpeechWatch
-    model: procs.Child
-    services: dict[str, procs.Child]
 
-    @property
-    def ingress_url(self) -> str:
-        return self.services["ingress"].url
+    METRICS: ClassVar[tuple[str, ...]] = (
+        "switchboard_voipbin_fetches_total",
+        "switchboard_voipbin_events_total",
+        "switchboard_voice_spoken_total",
+        "switchboard_voice_errors_total",
+    )
+    BENCH_ROLE: ClassVar[str] = "bench (client + fake VoIPBin)"
 
     @property
     def events_url(self) -> str:
@@ -110,41 +100,8 @@ class VoiceStack:
         assert secret is not None, "the fake signs events"
         return secret
 
-    def pids(self, infra: Infra) -> dict[str, int | None]:
-        return {
-            **{name: child.pid for name, child in self.services.items()},
-            "fake-model": self.model.pid,
-            "kafka": procs.listening_pid(infra.kafka_port),
-            "redis": procs.listening_pid(infra.redis_port),
-            "bench (client + fake VoIPBin)": os.getpid(),
-        }
-
-    async def set_model_latency(self, http: aiohttp.ClientSession, latency_ms: int) -> None:
-        async with http.post(self.model.url + "/_fake/config", json={"latency_ms": latency_ms}):
-            pass
-
-    async def model_requests(self, http: aiohttp.ClientSession) -> list[dict[str, Any]]:
-        """Every chat completion the fake model served: `{"user", "start", "end"}`."""
-        async with http.get(self.model.url + REQUESTS_PATH) as response:
-            found: list[dict[str, Any]] = await response.json()
-            return found
-
-    async def counters(self, http: aiohttp.ClientSession) -> dict[str, float]:
-        """The `METRICS` counters of every service, as `service:name{labels}` → value."""
-        values: dict[str, float] = {}
-        for name, child in self.services.items():
-            async with http.get(child.url + "/metrics") as response:
-                text = await response.text()
-            for line in text.splitlines():
-                match = _SAMPLE.match(line)
-                if match and match.group(1) in METRICS:
-                    values[f"{name}:{match.group(1)}{match.group(2) or ''}"] = float(match[3])
-        return values
-
     def stop(self) -> None:
-        for child in self.services.values():
-            child.stop()
-        self.model.stop()
+        super().stop()
         self.fake.stop()
 
 
@@ -175,7 +132,7 @@ def start(
         if egress_no_idle_sleep
         else procs.service("egress", env, log_dir),
     }
-    stack = VoiceStack(fake, watch, model, services)
+    stack = VoiceStack(model, services, fake, watch)
     try:
         model.start()
         for child in services.values():
