@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
@@ -13,6 +14,7 @@ import aiohttp
 from bench.harness import procs
 from bench.harness.infra import Infra
 from bench.harness.timed_fake import REQUESTS_PATH
+from tests.support.processes import free_port
 
 _SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})?\s+([0-9.eE+-]+)$")
 
@@ -65,7 +67,35 @@ class ServiceStack:
                     values[f"{name}:{match.group(1)}{match.group(2) or ''}"] = float(match[3])
         return values
 
+    def start(self) -> None:
+        """Start the model and the services together, then wait until all are ready; stop
+        everything again if one of them fails."""
+        try:
+            self.model.start()
+            for child in self.services.values():
+                child.start()
+            self.model.wait_ready()
+            for child in self.services.values():
+                child.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
     def stop(self) -> None:
         for child in self.services.values():
             child.stop()
         self.model.stop()
+
+
+def service_children(
+    env: dict[str, str], log_dir: Path, ingress: procs.Child, egress_no_idle_sleep: bool
+) -> dict[str, procs.Child]:
+    """ingress (as given), brain, and egress: the shipped one, or the what-if without
+    FastStream's sleep after an empty poll."""
+    if egress_no_idle_sleep:
+        port = free_port()
+        argv = [procs.PYTHON, "-m", "bench.harness.voice_egress", "--port", str(port)]
+        egress = procs.Child("egress", [*argv, "--no-idle-sleep"], env, log_dir, port)
+    else:
+        egress = procs.service("egress", env, log_dir)
+    return {"ingress": ingress, "brain": procs.service("brain", env, log_dir), "egress": egress}

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from bench.harness import procs
 from bench.harness.infra import Infra
-from bench.harness.service_stack import ServiceStack
+from bench.harness.service_stack import ServiceStack, service_children
 from bench.harness.sms_common import service_env
 from services.channels.voipbin.fake import FakeVoipbinConfig, FakeVoipbinServer, FakeVoipbinState
 from services.channels.voipbin.settings import EVENTS_PATH, fetch_url
@@ -125,31 +125,11 @@ def start(
     ingress_port = free_port()
     env = _env(infra, namespace, fake, model, f"http://127.0.0.1:{ingress_port}")
     ingress_argv = [procs.SWITCHBOARD, "ingress", "--port", str(ingress_port)]
-    services = {
-        "ingress": procs.Child("ingress", ingress_argv, env, log_dir, ingress_port),
-        "brain": procs.service("brain", env, log_dir),
-        "egress": _what_if_egress(env, log_dir)
-        if egress_no_idle_sleep
-        else procs.service("egress", env, log_dir),
-    }
+    ingress = procs.Child("ingress", ingress_argv, env, log_dir, ingress_port)
+    services = service_children(env, log_dir, ingress, egress_no_idle_sleep)
     stack = VoiceStack(model, services, fake, watch)
-    try:
-        model.start()
-        for child in services.values():
-            child.start()
-        model.wait_ready()
-        for child in services.values():
-            child.wait_ready()
-    except BaseException:
-        stack.stop()
-        raise
+    stack.start()
     return stack
-
-
-def _what_if_egress(env: dict[str, str], log_dir: Path) -> procs.Child:
-    port = free_port()
-    argv = [procs.PYTHON, "-m", "bench.harness.voice_egress", "--port", str(port)]
-    return procs.Child("egress", [*argv, "--no-idle-sleep"], env, log_dir, port)
 
 
 def _env(
