@@ -1,7 +1,7 @@
 """`switchboard`: one command, a subcommand per service and tool.
 
 switchboard ingress | brain | egress     run one service instance (HTTP on its port)
-switchboard topics create                create every topic of the deployment
+switchboard topics create | check        create missing topics / check every topic's layout
 switchboard schemas export | check       write / verify shared/schemas/v1.json, docs/asyncapi.yaml
 switchboard fake openai|twilio|voipbin|vapi   run a provider fake (model, Twilio, VoIPBin, VAPI)
 switchboard simulate sms "Hi" --from N   text the running system as Twilio would, show the reply
@@ -83,22 +83,31 @@ def _configure(settings: BaseServiceSettings) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
-def _topics_create(_: argparse.Namespace) -> int:
+def _topics(args: argparse.Namespace) -> int:
     from services.channels.registry import channel_names
-    from services.common.kafka import ensure_topics
+    from services.common.kafka_topics import ensure_topics
 
     settings = BaseServiceSettings()
     _configure(settings)
-    created = asyncio.run(
+    names = settings.topics.all(channel_names())
+    report = asyncio.run(
         ensure_topics(
             settings.kafka_bootstrap_servers,
-            settings.topics.all(channel_names()),
+            names,
             settings.topic_partitions,
+            settings.kafka_replication_factor,
+            settings.kafka_min_insync_replicas,
+            create=args.action == "create",
         )
     )
-    print(
-        f"topics ready ({len(created)} created): {', '.join(settings.topics.all(channel_names()))}"
-    )
+    print(f"wanted: {report.layout} ({report.brokers} brokers)")
+    # Differences go to stderr: `make run` hides stdout, and a wrong topic must be seen.
+    for line in report.problems:
+        print(f"MISMATCH {line}", file=sys.stderr)
+    if args.action == "check":
+        print(f"{len(names) - len(report.differing)} of {len(names)} topics as wanted")
+        return 1 if report.problems else 0
+    print(f"topics ready ({len(report.created)} created): {', '.join(names)}")
     return 0
 
 
@@ -205,7 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         service.add_argument("--host", default=None, help="bind address (default from settings)")
         service.add_argument("--port", type=int, default=None, help="port (default from settings)")
     topics = sub.add_parser("topics", help="manage Kafka topics")
-    topics.add_argument("action", choices=["create"])
+    topics.add_argument(
+        "action",
+        choices=["create", "check"],
+        help="create: make missing topics, report existing ones that differ (exit 0); "
+        "check: create nothing, exit 1 if a topic is missing or differs",
+    )
     schemas = sub.add_parser("schemas", help="JSON Schema and AsyncAPI files of the contracts")
     schemas.add_argument("action", choices=["export", "check"])
     fake = sub.add_parser("fake", help="run a provider fake (extra arguments go to it)")
@@ -235,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "egress":
         return _serve(_egress, args)
     if args.command == "topics":
-        return _topics_create(args)
+        return _topics(args)
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "dlq":

@@ -9,7 +9,7 @@ import socket
 import uuid
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.topics import Topics
@@ -56,6 +56,25 @@ class BaseServiceSettings(BaseSettings):
         ge=1,
         validation_alias=plain_env("SWITCHBOARD_TOPIC_PARTITIONS"),
         description="Partitions for topics a service creates at start when they are missing.",
+    )
+    kafka_replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=plain_env("KAFKA_REPLICATION_FACTOR"),
+        description=(
+            "Replicas of every topic a service creates. `auto` (or unset): min(3, brokers in "
+            "the cluster). See docs/kafka-cluster.md."
+        ),
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        validation_alias=plain_env("KAFKA_MIN_INSYNC_REPLICAS"),
+        description=(
+            "`min.insync.replicas` of every topic a service creates: how many replicas must "
+            "hold a write before Kafka acknowledges it (producers use acks=all). `auto` (or "
+            "unset): 2 when topics have 3 or more replicas, else 1."
+        ),
     )
     redis_prefix: str = Field(
         default="sb",
@@ -104,6 +123,14 @@ class BaseServiceSettings(BaseSettings):
         validation_alias=plain_env("LOG_FORMAT"),
         description="`auto`: console on a terminal, JSON otherwise.",
     )
+
+    @field_validator("kafka_replication_factor", "kafka_min_insync_replicas", mode="before")
+    @classmethod
+    def _auto_is_unset(cls, value: object) -> object:
+        # "auto" reads better in an env file than an empty value; both mean: follow the cluster.
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return None
+        return value
 
     @property
     def topics(self) -> Topics:

@@ -105,6 +105,8 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
             settings.kafka_bootstrap_servers,
             topics.core(),
             settings.topic_partitions,
+            settings.kafka_replication_factor,
+            settings.kafka_min_insync_replicas,
         )
         await retry_until_done("consumer", consumer.start)
 

@@ -4,17 +4,16 @@ read raw records. Publishing goes through `services.common.producer.KafkaProduce
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaError
 from faststream.kafka import KafkaBroker
 
 from services.common.backoff import Backoff, BackoffCounter
 from services.common.kafka_backoff import throttle_metadata_retries
+from services.common.kafka_topics import ensure_topics as ensure_topics  # re-exported
 from services.common.producer import KafkaProducer
 from shared.contracts import InboundMessage, Reply
 from shared.logs import get_logger
@@ -59,31 +58,6 @@ def _throttle_consumers(broker: KafkaBroker) -> None:
     config.connect = connect_then_wrap  # type: ignore[method-assign]  # no hook after connect
 
 
-async def ensure_topics(
-    bootstrap_servers: str, topics: Iterable[str], partitions: int, replication: int = 1
-) -> list[str]:
-    """Create the missing topics; returns the ones created. Idempotent."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15_000)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in topics if name not in existing]
-        if not missing:
-            return []
-        # Another instance may create one between our list and create: that is fine.
-        with contextlib.suppress(TopicAlreadyExistsError):
-            await admin.create_topics(
-                [
-                    NewTopic(name, num_partitions=partitions, replication_factor=replication)
-                    for name in missing
-                ]
-            )
-        log.info("kafka.topics.created", topics=missing, partitions=partitions)
-        return missing
-    finally:
-        await admin.close()
-
-
 async def retry_until_done(
     what: str, action: Callable[[], Awaitable[object]], cap_s: float = 30.0
 ) -> None:
@@ -106,11 +80,21 @@ async def retry_until_done(
 
 
 async def ensure_topics_eventually(
-    bootstrap_servers: str, topics: Iterable[str], partitions: int
+    bootstrap_servers: str,
+    topics: Iterable[str],
+    partitions: int,
+    replication: int | None = None,
+    min_insync: int | None = None,
 ) -> None:
-    """`ensure_topics`, retried until Kafka answers (see `retry_until_done`)."""
+    """`ensure_topics`, retried until Kafka answers (see `retry_until_done`).
+
+    Existing topics that differ from the wanted layout are logged (`kafka.topic.mismatch`),
+    not changed; the service starts either way."""
     names = list(topics)
-    await retry_until_done("topics", lambda: ensure_topics(bootstrap_servers, names, partitions))
+    await retry_until_done(
+        "topics",
+        lambda: ensure_topics(bootstrap_servers, names, partitions, replication, min_insync),
+    )
 
 
 def decode_headers(raw: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:

@@ -90,6 +90,9 @@ class KafkaProducer:
         self._options = {
             "bootstrap_servers": bootstrap_servers,
             "client_id": client_id,
+            # Said outright although idempotence implies it: a write is acknowledged only
+            # once every in-sync replica has it (at least the topic's min.insync.replicas).
+            "acks": "all",
             "enable_idempotence": True,
             "request_timeout_ms": request_timeout_ms,
             "retry_backoff_ms": retry_backoff_ms,

@@ -64,6 +64,8 @@ def create_app(
             settings.kafka_bootstrap_servers,
             [*topics.core(), *reply_topics],
             settings.topic_partitions,
+            settings.kafka_replication_factor,
+            settings.kafka_min_insync_replicas,
         )
         await retry_until_done("subscribers", broker.start)
         subscribed.set()

@@ -94,6 +94,8 @@ def create_app(
                     settings.kafka_bootstrap_servers,
                     topics.all(channel_names(tuple(channels))),
                     settings.topic_partitions,
+                    settings.kafka_replication_factor,
+                    settings.kafka_min_insync_replicas,
                 ),
                 name="topics",
             ),
