@@ -82,12 +82,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "not the shipped configuration; see docs/benchmarks.md)",
     )
     parser.add_argument(
-        "--what-if-openai-extra-body",
-        action="store_true",
-        help="benchmarks 2b and 3: send the model request's messages via extra_body, skipping\n"
-        "the openai SDK's recursive request transform (a what-if; see docs/benchmarks.md)",
-    )
-    parser.add_argument(
         "--keep-infra",
         action="store_true",
         help="leave Kafka/Redis running if this run started them",
@@ -100,8 +94,6 @@ def what_if_flags(args: argparse.Namespace) -> list[str]:
     flags = []
     if args.what_if_redis_pool:
         flags += ["--redis-max-connections", str(args.what_if_redis_pool)]
-    if args.what_if_openai_extra_body:
-        flags.append("--openai-extra-body")
     return flags
 
 

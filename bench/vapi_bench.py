@@ -2,7 +2,6 @@
 
     python bench/vapi_bench.py            # full run (~2 minutes on 2 cores)
     python bench/vapi_bench.py --quick    # smoke run (~40 s)
-    python bench/vapi_bench.py --what-if-egress-no-idle-sleep   # egress poll what-if
 
 ONE ingress, ONE brain and ONE egress process (`switchboard ...`) on real Kafka and Redis;
 the brain's OpenAI engine talks to the fake model (0 ms) in its own process
@@ -107,21 +106,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def run(args: argparse.Namespace) -> str:
     """Provision Kafka/Redis, measure, tear down what was started, build the report."""
     config = QUICK if args.quick else FULL
-    what_if = args.what_if_egress_no_idle_sleep
     done = await on_bench_infra(
-        "vapi", args.keep_infra, lambda infra, log_dir: _measure(infra, config, log_dir, what_if)
+        "vapi", args.keep_infra, lambda infra, log_dir: _measure(infra, config, log_dir)
     )
     return _report(args, done.facts, done.measured, done.log_dir, done.started_at, done.finished_at)
 
 
-async def _measure(
-    infra: infra_mod.Infra, config: VapiConfig, log_dir: Path, what_if: bool
-) -> Measured:
+async def _measure(infra: infra_mod.Infra, config: VapiConfig, log_dir: Path) -> Measured:
     """Start the stack in a fresh namespace, drive it, read the topics, clean up."""
     namespace = infra_mod.new_namespace("vapi")
     topics = await infra_mod.create_topics(infra, namespace)
     print("starting the fake model, ingress, brain, egress ...", flush=True)
-    stack = vapi_stack.start(infra, namespace, log_dir, egress_no_idle_sleep=what_if)
+    stack = vapi_stack.start(infra, namespace, log_dir)
     try:
         timeout = aiohttp.ClientTimeout(total=60)
         connector = aiohttp.TCPConnector(limit=0)  # one connection per call on the line
@@ -176,8 +172,6 @@ def _report(
     finished_at: datetime,
 ) -> str:
     mode = "quick run" if args.quick else "full run"
-    if args.what_if_egress_no_idle_sleep:
-        mode += ", WHAT-IF: egress polls without FastStream's idle sleep"
     header = [
         f"Switchboard VAPI custom-LLM benchmark ({mode}, model 0 ms)",
         f"run: {started_at:%Y-%m-%d %H:%M:%S} → {finished_at:%H:%M:%S} UTC",

@@ -12,10 +12,6 @@ uvicorn with the CLI's options) with bench-only switches:
   redis-py's pool at its default (100 connections in redis-py 8, then `MaxConnectionsError`)
   while the brain runs up to `BRAIN_MAX_IN_FLIGHT` (1000) turns at once; this raises the
   limit of the brain's Redis pools to N, to measure what that limit costs.
-- `--openai-extra-body`: a what-if. The openai SDK walks every request's `messages`
-  recursively against its TypedDicts (`_transform_recursive`), several ms of CPU per call
-  with a 20-turn history; this passes the same messages through `extra_body` instead, which
-  the SDK sends as they are, to measure what that walk costs.
 """
 
 from __future__ import annotations
@@ -24,7 +20,6 @@ import argparse
 import cProfile
 import signal
 import sys
-from typing import Any
 
 import uvicorn
 from redis.asyncio import Redis
@@ -42,12 +37,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engine", choices=["instant", "configured"], default="instant")
     parser.add_argument("--profile", default=None, help="write cProfile stats here on exit")
     parser.add_argument("--redis-max-connections", type=int, default=None, help="what-if")
-    parser.add_argument("--openai-extra-body", action="store_true", help="what-if")
     args = parser.parse_args(argv)
     if args.redis_max_connections:
         _widen_redis_pools(args.redis_max_connections)
-    if args.openai_extra_body:
-        _messages_as_extra_body()
 
     settings = BrainSettings()
     configure_logging(settings.log_level, settings.log_format)
@@ -85,29 +77,6 @@ def _widen_redis_pools(max_connections: int) -> None:
         return client
 
     namespace["make_redis"] = make_redis
-
-
-def _messages_as_extra_body() -> None:
-    """Make the configured OpenAI engine send `messages` untransformed (what-if only)."""
-    namespace = vars(brain_main)
-    original = namespace["build_engine"]
-
-    def build_engine(settings: BrainSettings) -> Any:
-        engine = original(settings)
-        client = getattr(engine, "_client", None)
-        if client is None:
-            return engine
-        completions = client.chat.completions  # cached: the engine uses this same object
-        create = completions.create
-
-        async def create_untransformed(*, messages: Any, **kwargs: Any) -> Any:
-            extra_body = {**(kwargs.pop("extra_body", None) or {}), "messages": messages}
-            return await create(messages=[], extra_body=extra_body, **kwargs)
-
-        completions.create = create_untransformed
-        return engine
-
-    namespace["build_engine"] = build_engine
 
 
 if __name__ == "__main__":

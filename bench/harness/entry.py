@@ -34,12 +34,6 @@ def stack_bench_args(doc: str | None, argv: list[str] | None) -> argparse.Namesp
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter smoke run")
     parser.add_argument(
-        "--what-if-egress-no-idle-sleep",
-        action="store_true",
-        help="run egress without FastStream's sleep after an empty batch poll (what-if, not\n"
-        "the shipped configuration; see bench/harness/voice_egress.py)",
-    )
-    parser.add_argument(
         "--keep-infra",
         action="store_true",
         help="leave Kafka/Redis running if this run started them",

@@ -4,9 +4,9 @@ Not part of the table. It isolates the cost of the brain's model client: the sam
 (system prompt, a 20-entry history, the new message) sent to the fake model server (latency
 0, its own process) by
 
-- `create`: `client.chat.completions.create(messages=...)`, what `OpenAIEngine` does;
+- `create`: `client.chat.completions.create(messages=...)`, what `OpenAIEngine` did first;
 - `extra`:  `create(messages=[], extra_body={"messages": ...})`, skipping the SDK's
-            recursive request transform;
+            recursive request transform: what `OpenAIEngine` does now (`as_sent`);
 - `post`:   `client.post("/chat/completions", body=..., cast_to=ChatCompletion)`;
 - `raw`:    plain `httpx2.AsyncClient.post` and `json()`,
 

@@ -14,7 +14,6 @@ import aiohttp
 from bench.harness import procs
 from bench.harness.infra import Infra
 from bench.harness.timed_fake import REQUESTS_PATH
-from tests.support.processes import free_port
 
 _SAMPLE = re.compile(r"^([a-z_]+)(\{[^}]*\})?\s+([0-9.eE+-]+)$")
 
@@ -88,14 +87,11 @@ class ServiceStack:
 
 
 def service_children(
-    env: dict[str, str], log_dir: Path, ingress: procs.Child, egress_no_idle_sleep: bool
+    env: dict[str, str], log_dir: Path, ingress: procs.Child
 ) -> dict[str, procs.Child]:
-    """ingress (as given), brain, and egress: the shipped one, or the what-if without
-    FastStream's sleep after an empty poll."""
-    if egress_no_idle_sleep:
-        port = free_port()
-        argv = [procs.PYTHON, "-m", "bench.harness.voice_egress", "--port", str(port)]
-        egress = procs.Child("egress", [*argv, "--no-idle-sleep"], env, log_dir, port)
-    else:
-        egress = procs.service("egress", env, log_dir)
-    return {"ingress": ingress, "brain": procs.service("brain", env, log_dir), "egress": egress}
+    """ingress (as given), then `switchboard brain` and `switchboard egress`."""
+    return {
+        "ingress": ingress,
+        "brain": procs.service("brain", env, log_dir),
+        "egress": procs.service("egress", env, log_dir),
+    }

@@ -61,14 +61,9 @@ def vapi_settings(public_base_url: str) -> VapiSettings:
     )
 
 
-def start(
-    infra: Infra, namespace: str, log_dir: Path, *, egress_no_idle_sleep: bool = False
-) -> VapiStack:
+def start(infra: Infra, namespace: str, log_dir: Path) -> VapiStack:
     """Start the fake model and the three services on free ports (the kernel's ephemeral
-    range, clear of the dev and test ports); wait until all are ready.
-
-    `egress_no_idle_sleep` runs egress as `bench.harness.voice_egress --no-idle-sleep` (a
-    what-if, see there) instead of `switchboard egress`."""
+    range, clear of the dev and test ports); wait until all are ready."""
     model_port = free_port()
     model_argv = [procs.PYTHON, "-m", "bench.harness.timed_fake", "--port", str(model_port)]
     model_argv += ["--api-key", API_KEY]
@@ -77,7 +72,7 @@ def start(
     env = _env(infra, namespace, model, f"http://127.0.0.1:{ingress_port}")
     ingress_argv = [procs.SWITCHBOARD, "ingress", "--port", str(ingress_port)]
     ingress = procs.Child("ingress", ingress_argv, env, log_dir, ingress_port)
-    services = service_children(env, log_dir, ingress, egress_no_idle_sleep)
+    services = service_children(env, log_dir, ingress)
     stack = VapiStack(model, services)
     stack.start()
     return stack

@@ -105,14 +105,10 @@ class VoiceStack(ServiceStack):
         self.fake.stop()
 
 
-def start(
-    infra: Infra, namespace: str, log_dir: Path, *, egress_no_idle_sleep: bool = False
-) -> VoiceStack:
+def start(infra: Infra, namespace: str, log_dir: Path) -> VoiceStack:
     """Start the fake VoIPBin, the fake model and the three services; wait until all are ready.
 
     Call from the bench's event loop (the speech watch wakes coroutines on it).
-    `egress_no_idle_sleep` runs egress as `bench.harness.voice_egress --no-idle-sleep` (a
-    what-if, see there) instead of `switchboard egress`.
     """
     watch = SpeechWatch(asyncio.get_running_loop())
     fake = FakeVoipbinServer()
@@ -126,7 +122,7 @@ def start(
     env = _env(infra, namespace, fake, model, f"http://127.0.0.1:{ingress_port}")
     ingress_argv = [procs.SWITCHBOARD, "ingress", "--port", str(ingress_port)]
     ingress = procs.Child("ingress", ingress_argv, env, log_dir, ingress_port)
-    services = service_children(env, log_dir, ingress, egress_no_idle_sleep)
+    services = service_children(env, log_dir, ingress)
     stack = VoiceStack(model, services, fake, watch)
     stack.start()
     return stack

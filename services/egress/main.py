@@ -27,6 +27,7 @@ from services.common.ops import OpsEmitter
 from services.common.producer import KafkaProducer
 from services.common.redis import make_redis
 from services.egress.config import EgressSettings
+from services.egress.polling import without_idle_sleep
 from shared.contracts import Reply, Stage
 from shared.logs import get_logger
 
@@ -133,10 +134,11 @@ def register_reply_consumer(
         auto_offset_reset="earliest",
         batch=True,
         max_records=settings.batch_max_records,
-        # FastStream sleeps this long again after an empty poll: at 100 ms an idle egress
-        # added up to 100 ms to a reply (voice benchmark); 20 ms costs ~50 empty polls/s.
-        batch_timeout_ms=20,
+        # The long poll returns as soon as a record arrives; FastStream's extra sleep after
+        # an empty poll is taken out below, so this only sets how often an idle egress wakes.
+        batch_timeout_ms=200,
     )
+    without_idle_sleep(subscriber)
 
     async def deliver_in_order(records: list[ConsumerRecord]) -> None:
         for record in records:
