@@ -232,15 +232,23 @@ class VapiLlm:
         """Resolve the conversation, hold the stream, publish the turn."""
         settings = self._settings
         async with asyncio.timeout_at(deadline):
-            conversation_id = await conversation_of(self._identity, self._calls, turn.call)
-            loop = asyncio.get_running_loop()
-            remaining = max(0.0, deadline - loop.time())
-            await self._calls.hold_stream(
-                turn.message_id,
-                turn.call.call_id,
-                self._instance_id,
-                settings.stream_deadline_s + HOLD_MARGIN_S,
+            # Side by side: the caller is waiting, and neither needs the other's answer (a hold
+            # left behind by a failed lookup expires with its TTL, as after a failed publish).
+            looked_up, held = await asyncio.gather(
+                conversation_of(self._identity, self._calls, turn.call),
+                self._calls.hold_stream(
+                    turn.message_id,
+                    turn.call.call_id,
+                    self._instance_id,
+                    settings.stream_deadline_s + HOLD_MARGIN_S,
+                ),
+                return_exceptions=True,  # both finish; the first failure is raised below
             )
+            for outcome in (looked_up, held):
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            conversation_id = str(looked_up)
+            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
             await self._publisher.publish(
                 provider_message_id=turn.message_id,
                 address=turn.call.call_id,
