@@ -197,15 +197,17 @@ def env_problems(rendered: Rendered) -> list[str]:
         explicit = {item["name"] for item in service_container(rendered, service).get("env", [])}
         for name in sorted(explicit - known_names(service)):
             found.append(f"{service}: {name} is set but {service} does not read it")
-        given = {name for name, value in env.items() if value.source == "secret"}
+        # Least privilege: the secrets it reads, no other service's. (A setting that is not a
+        # secret field may come from the Secret too, e.g. a REDIS_URL carrying a password.)
+        given = {n for n, v in env.items() if v.source == "secret"} & all_secret_names()
         if given != secret_names(service):
             found.append(
                 f"{service}: gets secrets {sorted(given)}, reads {sorted(secret_names(service))}"
             )
     if rendered.secret is not None:
-        keys = set(secret_data(rendered.secret))
-        if keys != all_secret_names():
-            found.append(f"Secret keys {sorted(keys)} != secrets read {sorted(all_secret_names())}")
+        missing = all_secret_names() - set(secret_data(rendered.secret))
+        if missing:
+            found.append(f"the Secret lacks {sorted(missing)}")
     return found
 
 

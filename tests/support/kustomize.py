@@ -2,7 +2,7 @@
 operator's `kubectl apply -k overlays/<name>` would send, without kubectl.
 
 Supported, with kustomize's meaning: `resources` (files and directories holding a
-kustomization), `namespace`, `patches` (strategic merge patches from a file, matched by kind and
+kustomization), `namespace`, `patches` (one strategic merge patch per file, matched by kind and
 name or by a `target`), `images` (`newName`, `newTag`). Anything else in a kustomization is
 refused (`KustomizeError`) rather than ignored, so a manifest change this renderer does not
 understand fails the tests instead of being validated wrongly.
@@ -101,8 +101,13 @@ def _apply_patch_entry(
     unknown = set(entry) - {"path", "target"}
     if unknown or "path" not in entry:
         raise KustomizeError(f"{where}: patches support `path` and `target` only, got {entry}")
-    for patch in load_documents(directory / entry["path"]):
+    patches = load_documents(directory / entry["path"])
+    if len(patches) != 1:
+        # kustomize's `patches` reads one patch per file (kubernetes-sigs/kustomize#3929).
+        raise KustomizeError(f"{where}: {entry['path']} must hold exactly one patch")
+    for patch in patches:
         target = entry.get("target") or {
+            "group": _group(str(patch.get("apiVersion", ""))),
             "kind": patch.get("kind"),
             "name": (patch.get("metadata") or {}).get("name"),
         }

@@ -185,6 +185,12 @@ def test_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
     )
     with pytest.raises(KustomizeError, match="configMapGenerator"):
         build(tmp_path)
+    (tmp_path / "patch.yaml").write_text("kind: A\n---\nkind: B\n", encoding="utf-8")
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: []\npatches:\n  - path: patch.yaml\n", encoding="utf-8"
+    )
+    with pytest.raises(KustomizeError, match="exactly one patch"):
+        build(tmp_path)
 
 
 # (overlay, file under deploy/kubernetes/, text, replacement, rule, what the rule reports)
@@ -244,6 +250,16 @@ BREAKAGES = [
         '\ndata:\n  BRAIN_TYPO_S: "1"\n',
         "env",
         "sets BRAIN_TYPO_S, which no service reads",
+    ),
+    (
+        "production",
+        "base/brain.yaml",
+        "key: OPENAI_API_KEY}}\n",
+        "key: OPENAI_API_KEY}}\n            - name: TWILIO_AUTH_TOKEN\n"
+        "              valueFrom: {secretKeyRef: {name: switchboard-secrets,"
+        " key: TWILIO_AUTH_TOKEN}}\n",
+        "env",
+        "brain: TWILIO_AUTH_TOKEN is set but brain does not read it",
     ),
     (
         "production",
