@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
-from redis.asyncio import Redis
 
 from services.channels.registry import channel_names
 from services.common.kafka import ensure_topics
+from services.common.redis import make_redis
 from shared.topics import Topics
 from tests.support.infra import REPO_ROOT, port_open
 
@@ -143,7 +143,7 @@ async def drop_namespace(infra: Infra, namespace: str) -> None:
         print(f"  (could not delete topics of {namespace}: {type(exc).__name__})")
     finally:
         await admin.close()
-    redis = Redis.from_url(infra.redis_url)
+    redis = make_redis(infra.redis_url)  # a cluster URL too: SCAN visits every master
     try:
         batch: list[bytes] = []
         async for key in redis.scan_iter(match=f"{namespace}:*", count=1000):
@@ -175,7 +175,7 @@ def _kafka_version() -> str:
 
 async def machine_facts(infra: Infra) -> list[str]:
     """Cores, CPU, memory, Python, OS, broker and Redis versions, load at start."""
-    redis = Redis.from_url(infra.redis_url, decode_responses=True)
+    redis = make_redis(infra.redis_url)
     try:
         redis_version = (await redis.info("server")).get("redis_version", "?")
     finally:
