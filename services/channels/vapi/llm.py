@@ -27,7 +27,6 @@ import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,7 +40,7 @@ from services.channels.vapi.held import HeldStream
 from services.channels.vapi.llm_turn import LlmTurn, TurnError, parse_turn, without_filler
 from services.channels.vapi.profile import NAME
 from services.channels.vapi.settings import LLM_BASE_PATH, VapiSettings
-from services.channels.vapi.sse import DONE, Chunks, EventStream
+from services.channels.vapi.sse import Chunks, EventStream, Piece, answer_events
 from services.channels.vapi.store import VapiCalls
 from services.common.ops import OpsEmitter
 from services.common.safe_json import UntrustedJsonError, loads_untrusted
@@ -70,14 +69,6 @@ HOLD_MARGIN_S = 2.0
 """The holder record outlives the deadline a little: late parts find it and are ignored,
 instead of being reported as parts of a request nobody holds."""
 MAX_ID_CHARS = 256
-
-
-@dataclass(frozen=True)
-class Piece:
-    """Text to speak; the filler is left out of a non-streamed answer."""
-
-    text: str
-    filler: bool = False
 
 
 class VapiLlm:
@@ -153,7 +144,7 @@ class VapiLlm:
         pieces = self._answer(turn, stream, started)
         if not turn.stream:
             return await self._whole(chunks, pieces)
-        return EventStream(_sse(chunks, pieces), on_disconnect=stream.disconnect)
+        return EventStream(answer_events(chunks, pieces), on_disconnect=stream.disconnect)
 
     def _authorized(self, header: str) -> bool:
         scheme, _, token = header.partition(" ")
@@ -324,18 +315,6 @@ class VapiLlm:
         elif outcome == "disconnected":
             await self._ops.emit(Lifecycle.INTERRUPTED, reason="vapi_llm_disconnected", **ids)
         log.info("ingress.vapi.llm.done", call_id=turn.call.call_id, outcome=outcome)
-
-
-async def _sse(chunks: Chunks, pieces: AsyncIterator[Piece]) -> AsyncIterator[bytes]:
-    """The answer as chunks: role, content..., finish, `[DONE]`; always all of them."""
-    yield chunks.role()
-    try:
-        async for piece in pieces:
-            yield chunks.content(piece.text)
-    except Exception as exc:  # the answer handles its errors; this is the last guard
-        log.warning("ingress.vapi.llm.stream_failed", error=type(exc).__name__)
-    yield chunks.finish()
-    yield DONE
 
 
 def _joined(text: str, after_something: bool) -> str:

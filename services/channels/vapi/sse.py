@@ -22,8 +22,32 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from shared.logs import get_logger
+
 DONE = b"data: [DONE]\n\n"
 """The last line of every stream."""
+
+log = get_logger("ingress.vapi.llm")
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Text to speak; the filler is left out of a non-streamed answer."""
+
+    text: str
+    filler: bool = False
+
+
+async def answer_events(chunks: Chunks, pieces: AsyncIterator[Piece]) -> AsyncIterator[bytes]:
+    """The answer as chunks: role, content..., finish, `[DONE]`; always all of them."""
+    yield chunks.role()
+    try:
+        async for piece in pieces:
+            yield chunks.content(piece.text)
+    except Exception as exc:  # the answer handles its errors; this is the last guard
+        log.warning("ingress.vapi.llm.stream_failed", error=type(exc).__name__)
+    yield chunks.finish()
+    yield DONE
 
 
 @dataclass(frozen=True)
