@@ -26,7 +26,9 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
     """A FastStream broker for subscribers only (egress): services publish through their
     `KafkaProducer`, which heals itself, so this broker builds no producer of its own."""
     broker = KafkaBroker(
-        bootstrap_servers,
+        # A list: FastStream wraps a plain string into a one-element list, and aiokafka
+        # then takes "a:9092,b:9092" for one host name (aiokafka itself splits strings).
+        bootstrap_list(bootstrap_servers),
         client_id=client_id,
         request_timeout_ms=15_000,
         retry_backoff_ms=250,
@@ -35,6 +37,11 @@ def make_broker(bootstrap_servers: str, client_id: str) -> KafkaBroker:
     )
     _throttle_consumers(broker)
     return broker
+
+
+def bootstrap_list(bootstrap_servers: str) -> list[str]:
+    """`KAFKA_BOOTSTRAP_SERVERS` ("host:port,host:port") as a list of `host:port`."""
+    return [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
 
 
 def _throttle_consumers(broker: KafkaBroker) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from services.common.kafka import bootstrap_list
 from services.common.kafka_topics import (
     TopicLayout,
     TopicMismatch,
@@ -108,3 +109,9 @@ def test_producers_wait_for_every_in_sync_replica() -> None:
     options = KafkaProducer("127.0.0.1:1", "test")._options
     assert options["acks"] == "all"
     assert options["enable_idempotence"] is True
+
+
+def test_every_bootstrap_server_reaches_the_subscribers() -> None:
+    # FastStream passes a string on as one host: "a:1,b:2" must reach it as two (the
+    # cluster tests in tests/resilience/test_kafka_cluster.py prove egress then connects).
+    assert bootstrap_list("127.0.0.1:1, 127.0.0.1:2,") == ["127.0.0.1:1", "127.0.0.1:2"]
