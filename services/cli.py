@@ -12,6 +12,7 @@ switchboard voipbin call --to N|sip:...  place an outbound call that runs that f
 switchboard vapi setup --public-url U    create/update the VAPI assistant and its credentials
 switchboard vapi call --to +1...         place an outbound VAPI call with that assistant
 switchboard dlq list | replay            dead letters: inspect them, replay them after a fix
+switchboard redis migrate-keys           rename pre-cluster Redis keys (docs/redis-cluster.md)
 """
 
 from __future__ import annotations
@@ -201,6 +202,14 @@ def _dlq(args: argparse.Namespace) -> int:
         return 1
 
 
+def _redis(args: argparse.Namespace) -> int:
+    from services.tools import redis_keys
+
+    settings = BaseServiceSettings()
+    _configure(settings)
+    return redis_keys.run(args, settings.redis_url, settings.redis_prefix)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -226,12 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("provider", choices=["openai", "twilio", "voipbin", "vapi"])
     from services.channels.vapi.tools import setup as vapi_setup
     from services.channels.voipbin.tools import setup as voipbin_setup
-    from services.tools import dead_letters, simulate
+    from services.tools import dead_letters, redis_keys, simulate
 
     simulate.add_arguments(sub.add_parser("simulate", help="act as a provider against the system"))
     voipbin_setup.add_arguments(sub.add_parser("voipbin", help="set up VoIPBin, place calls"))
     vapi_setup.add_arguments(sub.add_parser("vapi", help="set up VAPI, place calls"))
     dead_letters.add_arguments(sub.add_parser("dlq", help="list or replay dead letters"))
+    redis_keys.add_arguments(sub.add_parser("redis", help="Redis maintenance (key migration)"))
     return parser
 
 
@@ -258,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         return _voipbin(args)
     if args.command == "vapi":
         return _vapi(args)
+    if args.command == "redis":
+        return _redis(args)
     return _schemas(args)
 
 

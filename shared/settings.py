@@ -43,7 +43,11 @@ class BaseServiceSettings(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:16379/0",
         validation_alias=plain_env("REDIS_URL"),
-        description="Redis for memory, locks, sessions and per-instance inboxes.",
+        description=(
+            "Redis for memory, locks, sessions and per-instance inboxes: `redis://host:port/0` "
+            "for one node, `redis+cluster://host:port[,host:port...]` for a Redis Cluster "
+            "(the nodes are seeds; docs/redis-cluster.md)."
+        ),
     )
     topic_namespace: str = Field(
         default="switchboard",

@@ -9,6 +9,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from services.common.redis import make_redis
 from tests.support.infra import Infra, provision, teardown
 
 
@@ -28,6 +29,7 @@ def namespace() -> str:
 
 @pytest_asyncio.fixture
 async def redis(infra: Infra) -> AsyncIterator[Redis]:
-    client = Redis.from_url(infra.redis_url, decode_responses=True)
+    """A client of the session's Redis: one node, or the cluster under TEST_REDIS_CLUSTER=1."""
+    client = make_redis(infra.redis_url)
     yield client
     await client.aclose()

@@ -23,6 +23,8 @@ from prometheus_client import Histogram
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from services.common.redis import hash_tag, queue_script
+
 LOCK_WAIT_SECONDS = Histogram(
     "switchboard_brain_lock_wait_seconds",
     "Time a turn waited for its conversation lock",
@@ -72,7 +74,13 @@ class LockLost(Exception):
 
 @dataclass(frozen=True)
 class LockKeys:
-    """Redis keys of one conversation's lock."""
+    """Redis keys of one conversation's lock.
+
+    All carry the conversation as their hash tag (`<prefix>:lock:{<conversation>}...`), as do
+    the conversation's memory keys (`services.brain.memory`): the acquire, the fenced commit
+    and the release each touch several of them in one script, so on Redis Cluster they must
+    share a hash slot.
+    """
 
     lock: str
     fence: str
@@ -80,7 +88,7 @@ class LockKeys:
 
     @classmethod
     def of(cls, prefix: str, conversation_id: str) -> LockKeys:
-        base = f"{prefix}:lock:{conversation_id}"
+        base = f"{prefix}:lock:{hash_tag(conversation_id)}"
         return cls(lock=base, fence=f"{base}:fence", wake=f"{base}:wake")
 
 
@@ -129,8 +137,8 @@ class ConversationLocks:
         contended = False
         while True:
             pipe = self._redis.pipeline(transaction=False)
-            await self._acquire(
-                keys=[keys.lock, keys.fence], args=[self.lease_ms, FENCE_TTL_S], client=pipe
+            await queue_script(
+                pipe, self._acquire, [keys.lock, keys.fence], [self.lease_ms, FENCE_TTL_S]
             )
             if reads is not None:
                 reads(pipe)

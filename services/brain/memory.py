@@ -29,6 +29,7 @@ from redis.asyncio.client import Pipeline
 
 from services.brain.engines.base import EngineTurn
 from services.brain.locks import RELEASE_SCRIPT, Lease
+from services.common.redis import hash_tag
 
 # KEYS: lock, wake, turns, overflow, summary, processed keys...
 # ARGV: token, max turns, ttl s, processed ttl s, summarize after, overflow cap, outcome,
@@ -89,6 +90,16 @@ if redis.call('LINDEX', KEYS[2], -1) ~= ARGV[2] then return 0 end
 redis.call('LSET', KEYS[2], -1, ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
+"""
+
+
+# KEYS: summary, overflow, turns, processed keys... Every part at one instant (a script, not
+# MULTI/EXEC: see `services.common.redis`), in `queue_reads`'s order.
+_SNAPSHOT = """
+local parts = {redis.call('GET', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1),
+  redis.call('LRANGE', KEYS[3], 0, -1)}
+for i = 4, #KEYS do parts[#parts + 1] = redis.call('GET', KEYS[i]) end
+return parts
 """
 
 
@@ -185,7 +196,11 @@ class CommitStatus(StrEnum):
 
 @dataclass(frozen=True)
 class ConversationKeys:
-    """Redis keys of one conversation's memory."""
+    """Redis keys of one conversation's memory: `<prefix>:memory:{<conversation>}:<part>`.
+
+    Hash-tagged by conversation like the lock keys (`services.brain.locks.LockKeys`), since
+    every fenced write touches both in one script.
+    """
 
     turns: str
     overflow: str
@@ -193,8 +208,14 @@ class ConversationKeys:
 
     @classmethod
     def of(cls, prefix: str, conversation_id: str) -> ConversationKeys:
-        base = f"{prefix}:memory:{conversation_id}"
+        base = f"{prefix}:memory:{hash_tag(conversation_id)}"
         return cls(turns=f"{base}:turns", overflow=f"{base}:overflow", summary=f"{base}:summary")
+
+
+def processed_key(prefix: str, conversation_id: str, dedupe_key: str) -> str:
+    """Key of a handled message's processed record, in its conversation's hash slot (the
+    commit that writes it and the read queued on the lock's round trip touch both)."""
+    return f"{prefix}:processed:{hash_tag(conversation_id)}:{dedupe_key}"
 
 
 class ConversationMemory:
@@ -208,12 +229,13 @@ class ConversationMemory:
         self._fold = redis.register_script(_FOLD_SUMMARY)
         self._replace = redis.register_script(_REPLACE)
         self._amend_last = redis.register_script(_AMEND_LAST)
+        self._snapshot = redis.register_script(_SNAPSHOT)
 
     def keys(self, conversation_id: str) -> ConversationKeys:
         return ConversationKeys.of(self._prefix, conversation_id)
 
-    def processed_key(self, dedupe_key: str) -> str:
-        return f"{self._prefix}:processed:{dedupe_key}"
+    def processed_key(self, conversation_id: str, dedupe_key: str) -> str:
+        return processed_key(self._prefix, conversation_id, dedupe_key)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -223,12 +245,15 @@ class ConversationMemory:
         pipe.get(keys.summary)
         pipe.lrange(keys.overflow, 0, -1)
         pipe.lrange(keys.turns, 0, -1)
-        pipe.mget([self.processed_key(key) for key in dedupe_keys])
+        # One GET per record, not MGET: redis-py refuses MGET in a cluster pipeline (all the
+        # keys share the conversation's slot, but it does not check).
+        for key in dedupe_keys:
+            pipe.get(self.processed_key(conversation_id, key))
 
     @staticmethod
     def snapshot_from(results: Sequence[Any], dedupe_keys: Sequence[str]) -> Snapshot:
         """Parse the results of `queue_reads`."""
-        summary, overflow, recent, processed = results
+        summary, overflow, recent, *processed = results
         return Snapshot(
             summary=summary or "",
             overflow=[MemoryEntry.from_json(raw) for raw in overflow],
@@ -239,10 +264,18 @@ class ConversationMemory:
         )
 
     async def snapshot(self, conversation_id: str, dedupe_keys: Sequence[str] = ()) -> Snapshot:
-        """Read without the lock (tests, tools): may be mid-turn, never torn per key."""
-        pipe = self._redis.pipeline(transaction=True)
-        self.queue_reads(pipe, conversation_id, dedupe_keys)
-        return self.snapshot_from(await pipe.execute(), dedupe_keys)
+        """Read without the lock (tests, tools, the source of `absorb`): may be mid-turn,
+        never torn (one script reads every part at one instant)."""
+        keys = self.keys(conversation_id)
+        results = await self._snapshot(
+            keys=[
+                keys.summary,
+                keys.overflow,
+                keys.turns,
+                *(self.processed_key(conversation_id, key) for key in dedupe_keys),
+            ]
+        )
+        return self.snapshot_from(results, dedupe_keys)
 
     async def history(self, conversation_id: str) -> list[EngineTurn]:
         """The remembered, not yet summarized turns, oldest first."""
@@ -271,7 +304,7 @@ class ConversationMemory:
                 keys.turns,
                 keys.overflow,
                 keys.summary,
-                *(self.processed_key(key) for key in dedupe_keys),
+                *(self.processed_key(lease.conversation_id, key) for key in dedupe_keys),
             ],
             args=[
                 lease.token,
@@ -332,7 +365,7 @@ class ConversationMemory:
                     keys.turns,
                     keys.overflow,
                     keys.summary,
-                    self.processed_key(dedupe_key),
+                    self.processed_key(lease.conversation_id, dedupe_key),
                 ],
                 args=[
                     lease.token,

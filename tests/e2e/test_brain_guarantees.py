@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from services.brain.memory import ConversationKeys
 from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
 from shared.contracts import Channel, InboundMessage, reply_id_for
 from shared.topics import Topics
@@ -150,7 +151,7 @@ async def assert_each_message_answered_once_in_order(
     assert accepted == expected
     for conv, messages in conversations.items():
         outbox = await redis.hgetall(
-            f"{pipeline.env['SWITCHBOARD_REDIS_PREFIX']}:chat:outbox:{messages[0].address}"
+            f"{pipeline.env['SWITCHBOARD_REDIS_PREFIX']}:chat:outbox:{{{messages[0].address}}}"
         )
         assert sorted(outbox) == sorted(expected[conv])
 
@@ -158,7 +159,8 @@ async def assert_each_message_answered_once_in_order(
     prefix = pipeline.env["SWITCHBOARD_REDIS_PREFIX"]
     for conv, messages in conversations.items():
         entries = [
-            json.loads(e) for e in await redis.lrange(f"{prefix}:memory:{conv}:turns", 0, -1)
+            json.loads(e)
+            for e in await redis.lrange(ConversationKeys.of(prefix, conv).turns, 0, -1)
         ]
         users = [e["text"] for e in entries if e["role"] == "user"]
         assert users == [m.text for m in messages], conv
@@ -235,7 +237,10 @@ async def test_a_second_voice_utterance_interrupts_a_slow_answer(
     assert to_second == ["You said: actually, cancel it."]
 
     prefix = pipeline.env["SWITCHBOARD_REDIS_PREFIX"]
-    memory = [json.loads(e) for e in await redis.lrange(f"{prefix}:memory:conv-call:turns", 0, -1)]
+    memory = [
+        json.loads(e)
+        for e in await redis.lrange(ConversationKeys.of(prefix, "conv-call").turns, 0, -1)
+    ]
     assert [(e["role"], e["text"], e.get("interrupted", False)) for e in memory] == [
         ("user", "where is my order", False),
         ("assistant", "Let me check that for you.", True),

@@ -24,11 +24,11 @@ import httpx
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
-from redis.asyncio import Redis
 
 from services.brain.sms_text import count_segments, is_gsm7
 from services.channels.registry import CHANNELS
 from services.channels.sdk.service import conversation_for
+from services.common.redis import make_redis
 from services.egress.config import EgressSettings
 from services.egress.main import create_app as create_egress
 from services.ingress.config import IngressSettings
@@ -121,7 +121,7 @@ async def echo(deployment: Deployment) -> AsyncIterator[EchoStack]:
     egress = create_egress(
         EgressSettings(**common, instance_id=f"egress-{namespace}"), channels=channels
     )
-    redis = Redis.from_url(infra.redis_url, decode_responses=True)
+    redis = make_redis(infra.redis_url)
     try:
         async with serving(egress), serving(ingress) as ingress_url:
             yield EchoStack(ingress_url, EchoOutbox(redis, namespace), deployment)

@@ -25,7 +25,7 @@ def pending(reply_id: str, created_ms: int = 1_000, text: str = "hello") -> Pend
 
 
 def outbox_key(prefix: str, session_id: str) -> str:
-    return f"{prefix}:chat:outbox:{session_id}"
+    return f"{prefix}:chat:outbox:{{{session_id}}}"
 
 
 def holder_key(prefix: str, session_id: str) -> str:
@@ -125,7 +125,7 @@ async def test_outbox_expires_after_outbox_ttl(
 
     ttl = await redis.ttl(outbox_key(namespace, SESSION))
     assert 3_500 <= ttl <= 3_600
-    ledger_ttl = await redis.ttl(f"{namespace}:chat:ledger:r1")
+    ledger_ttl = await redis.ttl(store.ledger_key(SESSION, "r1"))
     assert 3_500 <= ledger_ttl <= 3_600
 
 

@@ -131,7 +131,7 @@ def mapping_key(namespace: str, session_id: str) -> str:
 
 
 def pending_key(namespace: str, session_id: str) -> str:
-    return f"{namespace}:link:pending:{session_id}"
+    return f"{namespace}:link:pending:{{{session_id}}}"
 
 
 # --- the happy path --------------------------------------------------------------------------
@@ -386,7 +386,7 @@ async def test_invalid_phone_numbers_are_refused_and_not_counted(
     response = ingress.start(token, phone)
     assert response.status_code == 422, response.text
     assert response.json()["detail"]["error"] == "invalid_phone"
-    assert not await redis.exists(f"{namespace}:link:starts:session:{session_id}")
+    assert not await redis.exists(f"{namespace}:link:starts:session:{{{session_id}}}")
     assert not await redis.exists(pending_key(namespace, session_id))
 
 

@@ -54,7 +54,7 @@ async def test_commit_appends_tagged_entries_marks_processed_and_releases(
     ]
     assert snapshot.processed == {"sms:m1": OUTCOME}
     assert 0 < await redis.ttl(memory.keys(CONV).turns) <= LIMITS.ttl_s
-    assert 0 < await redis.ttl(memory.processed_key("sms:m1")) <= LIMITS.processed_ttl_s
+    assert 0 < await redis.ttl(memory.processed_key(CONV, "sms:m1")) <= LIMITS.processed_ttl_s
 
 
 async def test_older_entries_overflow_and_the_lock_is_kept_for_the_summary(

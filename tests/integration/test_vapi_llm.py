@@ -31,6 +31,7 @@ from services.channels.vapi.outbound import VapiOutput
 from services.channels.vapi.profile import NAME, vapi_profile
 from services.channels.vapi.settings import VapiSettings
 from services.channels.vapi.store import VapiCalls
+from services.common.redis import make_redis
 from services.egress.config import EgressSettings
 from services.ingress.config import IngressSettings
 from services.ingress.main import create_app as create_ingress
@@ -120,7 +121,7 @@ class Pipeline:
 async def pipeline(infra: Infra) -> AsyncIterator[Pipeline]:
     """One namespace with the brain (scripted engine) and egress running for the module."""
     namespace = f"t{uuid.uuid4().hex[:10]}"
-    redis = Redis.from_url(infra.redis_url, decode_responses=True)
+    redis = make_redis(infra.redis_url)
     engine = ScriptedEngine()
     egress = EgressSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
@@ -411,7 +412,7 @@ async def test_bad_credentials_and_bad_bodies_publish_nothing(stack: Pipeline) -
 
 async def test_the_apology_and_done_when_the_brain_is_not_running(infra: Infra) -> None:
     """A namespace no brain consumes: the answer never comes, the deadline does."""
-    async with Redis.from_url(infra.redis_url, decode_responses=True) as redis:
+    async with make_redis(infra.redis_url) as redis:
         lonely = Pipeline(infra, f"t{uuid.uuid4().hex[:10]}", ScriptedEngine(), redis)
         async with lonely.stack:
             url = await lonely.ingress(filler_after_ms=300, stream_deadline_s=2.0)

@@ -1,5 +1,9 @@
 """Real Kafka and Redis for tests: reuse the ones named in the environment, or start the
-project's own (deploy/local scripts) on test ports and stop them afterwards."""
+project's own (deploy/local scripts) on test ports and stop them afterwards.
+
+`TEST_REDIS_CLUSTER=1` runs the session against a Redis Cluster (3 masters, 1 replica each,
+`redis.sh` with `REDIS_CLUSTER=1` on TEST_REDIS_CLUSTER_PORT..+5) instead of one node: every
+client the tests build goes through `make_redis`, which picks the cluster client by the URL."""
 
 from __future__ import annotations
 
@@ -12,6 +16,15 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_KAFKA_PORT = int(os.environ.get("TEST_KAFKA_PORT", "29092"))
 TEST_REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "26379"))
+TEST_REDIS_CLUSTER = os.environ.get("TEST_REDIS_CLUSTER", "") == "1"
+TEST_REDIS_CLUSTER_PORT = int(os.environ.get("TEST_REDIS_CLUSTER_PORT", "27300"))
+CLUSTER_SCRIPT = "redis.sh cluster"
+"""How `Infra.started` names a cluster started by `redis.sh` in cluster mode."""
+
+
+def cluster_url(first_port: int, host: str = "127.0.0.1") -> str:
+    """The `redis+cluster://` URL of a local cluster on `first_port`..+5 (three seeds)."""
+    return "redis+cluster://" + ",".join(f"{host}:{first_port + i}" for i in range(3))
 
 
 @dataclass
@@ -39,9 +52,13 @@ def _script_env() -> dict[str, str]:
 
 
 def _run(script: str, action: str) -> None:
+    env = _script_env()
+    if script == CLUSTER_SCRIPT:
+        script = "redis.sh"
+        env.update(REDIS_CLUSTER="1", REDIS_PORT=str(TEST_REDIS_CLUSTER_PORT))
     subprocess.run(
         [str(REPO_ROOT / "deploy" / "local" / script), action],
-        env=_script_env(),
+        env=env,
         check=True,
         timeout=600,
     )
@@ -65,6 +82,12 @@ def _provision(started: list[str]) -> Infra:
             started.append("kafka.sh")
         kafka = f"127.0.0.1:{TEST_KAFKA_PORT}"
     redis = os.environ.get("REDIS_URL")
+    if not redis and TEST_REDIS_CLUSTER:
+        # `redis.sh start` is idempotent and waits until the cluster is whole.
+        if not port_open(TEST_REDIS_CLUSTER_PORT):
+            started.append(CLUSTER_SCRIPT)
+        _run(CLUSTER_SCRIPT, "start")
+        redis = cluster_url(TEST_REDIS_CLUSTER_PORT)
     if not redis:
         if not port_open(TEST_REDIS_PORT):
             _run("redis.sh", "start")

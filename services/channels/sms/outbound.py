@@ -158,7 +158,7 @@ class SmsOutput:
             delay = self._policy.delay_s(attempt, retry_after)
             if attempt >= self._policy.max_attempts or time.monotonic() + delay > deadline:
                 if not outcome_unknown:
-                    await self._ledger.mark_unsent(reply.reply_id)
+                    await self._ledger.mark_unsent(reply.reply_id, reply.conversation_id)
                 raise PermanentFailure(
                     "twilio_unavailable", f"gave up after {attempt} attempts: {last_error}"
                 )
@@ -177,7 +177,7 @@ class SmsOutput:
             await self._suppress(reply, f"bad_number:{error.code}", error_code=str(error.code))
             raise PermanentFailure(f"twilio_{error.code}", error.message)
         if not error.retryable:
-            await self._ledger.mark_unsent(reply.reply_id)
+            await self._ledger.mark_unsent(reply.reply_id, reply.conversation_id)
             await self._receipt(reply, DeliveryStatus.FAILED, error_code=str(error.code))
             raise PermanentFailure(f"twilio_{error.code or error.status}", error.message)
         return True
@@ -233,7 +233,7 @@ class SmsOutput:
         return False
 
     async def _suppress(self, reply: Reply, reason: str, error_code: str | None = None) -> None:
-        await self._ledger.suppress(reply.reply_id, reason)
+        await self._ledger.suppress(reply.reply_id, reply.conversation_id, reason)
         await self._ops.emit(
             Lifecycle.REJECTED,
             channel=NAME,

@@ -3,10 +3,16 @@
 - Consent: `sms:optout:<e164>` exists while a number has opted out (STOP, or Twilio's 21610).
   No expiry: only START/YES/UNSTOP ends it. `sms:badnumber:<e164>` marks numbers Twilio
   called undeliverable (21211/21614/21635), for `bad_number_ttl_s`.
-- Delivery ledger: `sms:ledger:<reply_id>` records the send intent before Twilio is called and
-  Twilio's `sid` after, so a redelivered reply never becomes a second SMS (see `claim`).
+- Delivery ledger: `sms:ledger:{<conversation>}:<reply_id>` records the send intent before
+  Twilio is called and Twilio's `sid` after, so a redelivered reply never becomes a second SMS
+  (see `claim`). `sms:fence:{<conversation>}` is the highest fencing token accepted for the
+  conversation. Both carry the conversation as hash tag: `claim` checks them in one script,
+  so on Redis Cluster they must share a slot.
 - Message status: `sms:sid:<sid>` holds the reply a Twilio message carries and its delivery
   state, which only moves forward (status callbacks arrive out of order).
+
+Consent keys are used one at a time (two independent flags read in one pipeline), so they
+carry no hash tag and kept their names across the cluster change.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from enum import StrEnum
 
 from redis.asyncio import Redis
 
+from services.common.redis import hash_tag
 from shared.contracts import DeliveryStatus
 
 # KEYS: ledger entry, conversation fence. ARGV: owner, now ms, lease ms, fence or '', ttl s.
@@ -48,17 +55,16 @@ redis.call('EXPIRE', KEYS[1], ARGV[5])
 return {'new', ARGV[2]}
 """
 
-# KEYS: ledger entry, sid record. ARGV: sid, reply id, conversation id, rank, status, ttl s.
+# KEYS: sid record. ARGV: reply id, conversation id, rank, status, ttl s.
 # A status callback may have beaten us to the sid record: keep its (later) state.
-_RECORD_SENT = """
-redis.call('HSET', KEYS[1], 'state', 'sent', 'sid', ARGV[1])
-redis.call('HSET', KEYS[2], 'reply_id', ARGV[2], 'conversation_id', ARGV[3])
-local rank = tonumber(redis.call('HGET', KEYS[2], 'rank') or '-1')
-if tonumber(ARGV[4]) > rank then
-  redis.call('HSET', KEYS[2], 'rank', ARGV[4], 'status', ARGV[5])
+_RECORD_SID = """
+redis.call('HSET', KEYS[1], 'reply_id', ARGV[1], 'conversation_id', ARGV[2])
+local rank = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+if tonumber(ARGV[3]) > rank then
+  redis.call('HSET', KEYS[1], 'rank', ARGV[3], 'status', ARGV[4])
 end
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-return redis.call('HGET', KEYS[2], 'status')
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return redis.call('HGET', KEYS[1], 'status')
 """
 
 # KEYS: sid record. ARGV: rank, status, error code or '', ttl s.
@@ -110,10 +116,12 @@ class SmsConsent:
 
     async def opt_in(self, number: str) -> bool:
         """Lift an opt-out; True when there was one. Also forgets a bad-number mark."""
-        removed = await self._redis.delete(
-            self._key("optout", number), self._key("badnumber", number)
-        )
-        return bool(removed)
+        # One DEL per key, not one DEL of both: the keys may live in different cluster slots.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._key("optout", number))
+            pipe.delete(self._key("badnumber", number))
+            removed = await pipe.execute()
+        return bool(removed[0])
 
     async def mark_bad(self, number: str, code: int) -> None:
         """Twilio called `number` undeliverable; stop trying it for a while."""
@@ -121,9 +129,11 @@ class SmsConsent:
 
     async def blocked(self, number: str) -> str | None:
         """Why `number` must not be texted now (`opted_out`, `bad_number:<code>`), or None."""
-        opted_out, bad = await self._redis.mget(
-            [self._key("optout", number), self._key("badnumber", number)]
-        )
+        # Two GETs, not MGET: the keys may live in different cluster slots.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._key("optout", number))
+            pipe.get(self._key("badnumber", number))
+            opted_out, bad = await pipe.execute()
         if opted_out is not None:
             return "opted_out"
         if bad is not None:
@@ -171,11 +181,23 @@ class SmsLedger:
         self.lease_ms = lease_ms
         self.ttl_s = ttl_s
         self._claim = redis.register_script(_CLAIM)
-        self._record_sent = redis.register_script(_RECORD_SENT)
+        self._record_sid = redis.register_script(_RECORD_SID)
         self._advance = redis.register_script(_ADVANCE)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, "sms", *parts))
+
+    def ledger_key(self, conversation_id: str, reply_id: str) -> str:
+        """The ledger entry of one reply, in its conversation's hash slot."""
+        return self._key("ledger", hash_tag(conversation_id), reply_id)
+
+    def fence_key(self, conversation_id: str) -> str:
+        """The highest fencing token accepted for the conversation."""
+        return self._key("fence", hash_tag(conversation_id))
+
+    def sid_key(self, sid: str) -> str:
+        """The status record of one Twilio message (looked up by sid alone)."""
+        return self._key("sid", sid)
 
     async def claim(
         self, reply_id: str, conversation_id: str, owner: str, fence: int | None
@@ -187,7 +209,7 @@ class SmsLedger:
         instance id) lets our own retry skip the lease another instance would wait out.
         """
         kind, detail = await self._claim(
-            keys=[self._key("ledger", reply_id), self._key("fence", conversation_id)],
+            keys=[self.ledger_key(conversation_id, reply_id), self.fence_key(conversation_id)],
             args=[
                 owner,
                 int(time.time() * 1000),
@@ -201,26 +223,38 @@ class SmsLedger:
     async def record_sent(
         self, reply_id: str, conversation_id: str, sid: str, status: DeliveryStatus
     ) -> DeliveryStatus:
-        """Twilio accepted `reply_id` as message `sid`. Returns the message's latest state."""
-        latest = await self._record_sent(
-            keys=[self._key("ledger", reply_id), self._key("sid", sid)],
-            args=[sid, reply_id, conversation_id, status.rank, status.value, self.ttl_s],
+        """Twilio accepted `reply_id` as message `sid`. Returns the message's latest state.
+
+        Two single-slot steps (the sid record is found by sid alone, the ledger entry by
+        conversation, so on a cluster they cannot share a slot): the sid record first, then
+        the ledger entry, which is the commit point. A crash between the two leaves the entry
+        `sending`, so the next claim gets `UNKNOWN` and finds the message at Twilio instead of
+        sending it again; the other order could leave a sent SMS whose status callbacks name
+        no reply.
+        """
+        latest = await self._record_sid(
+            keys=[self.sid_key(sid)],
+            args=[reply_id, conversation_id, status.rank, status.value, self.ttl_s],
+        )
+        await self._redis.hset(
+            self.ledger_key(conversation_id, reply_id), mapping={"state": "sent", "sid": sid}
         )
         return DeliveryStatus(_text(latest))
 
-    async def mark_unsent(self, reply_id: str) -> None:
+    async def mark_unsent(self, reply_id: str, conversation_id: str) -> None:
         """Twilio certainly did not take the message (an error answer): it may be tried again."""
-        await self._redis.hset(self._key("ledger", reply_id), "state", "unsent")
+        await self._redis.hset(self.ledger_key(conversation_id, reply_id), "state", "unsent")
 
-    async def suppress(self, reply_id: str, reason: str) -> None:
+    async def suppress(self, reply_id: str, conversation_id: str, reason: str) -> None:
         """This reply must never be sent (opted out, bad number)."""
         await self._redis.hset(
-            self._key("ledger", reply_id), mapping={"state": "suppressed", "reason": reason}
+            self.ledger_key(conversation_id, reply_id),
+            mapping={"state": "suppressed", "reason": reason},
         )
 
     async def sid_owner(self, sid: str) -> str | None:
         """The reply a Twilio message was recorded for, if any."""
-        value = await self._redis.hget(self._key("sid", sid), "reply_id")
+        value = await self._redis.hget(self.sid_key(sid), "reply_id")
         return _text(value) if value else None
 
     async def advance_status(
@@ -231,14 +265,14 @@ class SmsLedger:
         Returns whether it moved, and the reply and conversation it belongs to when known.
         """
         moved, reply_id, conversation_id = await self._advance(
-            keys=[self._key("sid", sid)],
+            keys=[self.sid_key(sid)],
             args=[status.rank, status.value, error_code or "", self.ttl_s],
         )
         return bool(int(moved)), _text(reply_id) or None, _text(conversation_id) or None
 
     async def status_of(self, sid: str) -> dict[str, str]:
         """The stored state of message `sid` (for tests and operators)."""
-        raw = await self._redis.hgetall(self._key("sid", sid))
+        raw = await self._redis.hgetall(self.sid_key(sid))
         return {_text(key): _text(value) for key, value in raw.items()}
 
 

@@ -17,6 +17,7 @@
   `vapi:fence:<call id>`: the highest fencing token egress has accepted for the call.
 
 Records expire a day after their last write; a conversation's memory lives in the brain.
+No operation here touches two keys atomically, so the keys carry no Redis Cluster hash tag.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+
+from services.common.redis import HSET_EXPIRE, hset_expire
 
 CALL_TTL_S = 24 * 3600
 EVENT_TTL_S = 3600
@@ -71,6 +74,7 @@ class VapiCalls:
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._hset_expire = redis.register_script(HSET_EXPIRE)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, "vapi", *parts))
@@ -94,11 +98,7 @@ class VapiCalls:
         values = {name: value for name, value in fields.items() if value}
         if not values:
             return
-        key = self._key("call", call_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=values)  # type: ignore[arg-type]  # redis-py's invariant dict type
-            pipe.expire(key, CALL_TTL_S)
-            await pipe.execute()
+        await hset_expire(self._hset_expire, self._key("call", call_id), values, CALL_TTL_S)
 
     async def add_speech(self, call_id: str, now_ms: int, speech_ms: int) -> int:
         """The call speaks `speech_ms` more, after what it already had; returns until when."""
@@ -137,7 +137,11 @@ class VapiCalls:
     ) -> None:
         """This instance streams `correlation_id` for `call_id` for at most `ttl_s`."""
         ttl_ms = max(1, int(ttl_s * 1000))
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # Not a transaction: the two keys are found by different ids (a correlation id, a
+        # call), so on Redis Cluster they may live in different slots. Nothing needs them
+        # atomic: both expire together, and egress reads them only for parts of the stream
+        # this request publishes after they are written.
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.set(self._key("stream", correlation_id), instance_id, px=ttl_ms)
             pipe.set(self._key("streaming", call_id), correlation_id, px=ttl_ms)
             await pipe.execute()

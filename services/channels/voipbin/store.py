@@ -17,6 +17,10 @@ VoIPBin's events arrive out of order and more than once, and a transcript names 
 
 Records expire a day after their last write: calls do not last that long, and a conversation's
 memory lives elsewhere (the brain's).
+
+No script or transaction here touches two keys (a Redis Cluster could not run it: the keys are
+found by different ids), so the keys carry no hash tag; where two keys are read or written
+together, they go in a plain pipeline, which a cluster client splits by node.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from redis.asyncio import Redis
+
+from services.common.redis import HSET_EXPIRE, hset_expire, queue_script
 
 CALL_TTL_S = 24 * 3600
 EVENT_TTL_S = 3600
@@ -58,10 +64,21 @@ class CallRegistry:
     return ends
     """
 
+    # KEYS[1] call record; ARGV[1] now (ms), ARGV[2] digits, ARGV[3] TTL (s).
+    # Records this `fetch` round and returns the previous one's (at, digits).
+    _NEXT_ROUND = """
+    local previous = redis.call('HMGET', KEYS[1], 'round_at_ms', 'round_digits')
+    redis.call('HSET', KEYS[1], 'round_at_ms', ARGV[1], 'round_digits', ARGV[2])
+    redis.call('EXPIRE', KEYS[1], ARGV[3])
+    return previous
+    """
+
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
         self._queue_speech = redis.register_script(self._QUEUE_SPEECH)
+        self._next_round = redis.register_script(self._NEXT_ROUND)
+        self._hset_expire = redis.register_script(HSET_EXPIRE)
 
     def _call_key(self, call_id: str) -> str:
         return f"{self._prefix}:voice:call:{call_id}"
@@ -89,12 +106,12 @@ class CallRegistry:
     async def update(self, call_id: str, **fields: str) -> None:
         """Set some fields of the call's record (creating it) and refresh its expiry."""
         key = self._call_key(call_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]  # redis-py's invariant dict type
-            pipe.expire(key, CALL_TTL_S)
-            if fields.get("transcribe_id"):
-                pipe.set(self._transcribe_key(fields["transcribe_id"]), call_id, ex=CALL_TTL_S)
-            await pipe.execute()
+        if fields.get("transcribe_id"):
+            # Its own command, before the record: the mapping is found by transcribe id, so on
+            # a cluster it is in another slot than the record's transaction. Written first, a
+            # transcript never finds a record naming a transcribe id that maps nowhere.
+            await self.map_transcribe(fields["transcribe_id"], call_id)
+        await hset_expire(self._hset_expire, key, fields, CALL_TTL_S)
 
     async def queue_speech(self, call_id: str, duration_ms: int, now_ms: int) -> int:
         """Add `duration_ms` of speech after what is already queued (or after now, when that
@@ -131,12 +148,9 @@ class CallRegistry:
 
     async def next_round(self, call_id: str, at_ms: int, digits: str) -> tuple[int, str]:
         """Record a `fetch` round (when, which digits); returns the previous round's."""
-        key = self._call_key(call_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hmget(key, ["round_at_ms", "round_digits"])
-            pipe.hset(key, mapping={"round_at_ms": str(at_ms), "round_digits": digits})
-            pipe.expire(key, CALL_TTL_S)
-            (previous_at, previous_digits), *_ = await pipe.execute()
+        previous_at, previous_digits = await self._next_round(
+            keys=[self._call_key(call_id)], args=[str(at_ms), digits, CALL_TTL_S]
+        )
         return int(previous_at or 0), str(previous_digits or "")
 
     async def throttle(self, name: str, window_ms: int) -> bool:
@@ -176,31 +190,40 @@ class FetchClaims:
 class ReplyLedger:
     """Egress's record of voice replies carried out, with the call's fence."""
 
-    # KEYS[1] done mark, KEYS[2] call fence; ARGV[1] fence ("" for none).
-    # Returns 1 to go ahead, 0 when already done, -1 when the fence is stale.
-    _CHECK = """
-    if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-    if ARGV[1] ~= '' then
-      local seen = tonumber(redis.call('GET', KEYS[2]) or '-1')
-      if tonumber(ARGV[1]) < seen then return -1 end
-      redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-    end
+    # KEYS[1] call fence; ARGV[1] fence, ARGV[2] TTL (s). 1 accepted (and raised), 0 stale.
+    _FENCE = """
+    local seen = tonumber(redis.call('GET', KEYS[1]) or '-1')
+    if tonumber(ARGV[1]) < seen then return 0 end
+    redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
     return 1
     """
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
-        self._check = redis.register_script(self._CHECK)
+        self._fence = redis.register_script(self._FENCE)
 
     def _done_key(self, reply_id: str) -> str:
         return f"{self._prefix}:voice:reply:{reply_id}"
 
     async def check(self, reply_id: str, call_id: str, fence: int | None) -> int:
-        """1: carry it out; 0: done before (a redelivery); -1: a stale brain's reply."""
-        keys = [self._done_key(reply_id), f"{self._prefix}:voice:fence:{call_id}"]
-        args = ["" if fence is None else str(fence), str(CALL_TTL_S)]
-        return int(await self._check(keys=keys, args=args))
+        """1: carry it out; 0: done before (a redelivery); -1: a stale brain's reply.
+
+        The done mark (by reply) and the call's fence are found by different ids, so they are
+        checked in one pipeline, not one script: a cluster runs each on its own node. Nothing
+        is lost by that: the done mark is written only after the reply was carried out, so
+        even one script could not stop two deliveries racing, and a done reply raising the
+        fence to its own token changes nothing (it raised it that far when it was accepted).
+        """
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self._done_key(reply_id))
+            if fence is not None:
+                key = f"{self._prefix}:voice:fence:{call_id}"
+                await queue_script(pipe, self._fence, [key], [str(fence), str(CALL_TTL_S)])
+            done, *accepted = await pipe.execute()
+        if int(done):
+            return 0
+        return 1 if not accepted or int(accepted[0]) else -1
 
     async def done(self, reply_id: str) -> None:
         """Record the reply as carried out."""

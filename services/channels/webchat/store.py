@@ -2,12 +2,20 @@
 
 - `holder:<session>`: the ingress instance holding the session's WebSocket (expiring lease,
   refreshed by the holder's heartbeat).
-- `outbox:<session>`: replies not yet written to a socket, by `reply_id`. The record of
+- `outbox:{<session>}`: replies not yet written to a socket, by `reply_id`. The record of
   truth: a reply stays here until a holder has sent it, so a closed browser gets it on
   reconnect and a crashed ingress instance loses nothing. Holders read it with `pending`
   and remove only what they sent with `acknowledge`: a drain cut short by Redis going away
   (the reply to a destructive read lost in a restart) sends a reply twice, never zero times.
-- `ledger:<reply_id>`: egress has accepted this reply once; a redelivered reply is dropped.
+- `ledger:{<session>}:<reply_id>`: egress has accepted this reply once; a redelivered reply
+  is dropped. `seq:{<session>}` numbers the session's replies; `fence:{<session>}:<conversation>`
+  is the highest fencing token accepted for the conversation's replies to this session.
+
+Everything `put_reply` touches carries the session as its Redis Cluster hash tag, so the one
+script runs in one slot. The fence is therefore kept per session and conversation, not per
+conversation alone: a stale worker's reply is refused when a newer reply of the conversation
+already reached *this* session (one session per conversation is the normal case; after a link
+the conversation's tokens are compared only with its own).
 
 Ordering argument (why no reply is stranded): egress writes the outbox *before* it reads the
 holder; ingress sets the holder *before* it drains the outbox. Redis runs commands one at a
@@ -23,6 +31,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from redis.asyncio import Redis
+
+from services.common.redis import HSET_EXPIRE, hash_tag, hset_expire, queue_script
 
 # KEYS: ledger, outbox, fence, sequence. ARGV: reply id, reply json, ledger ttl, outbox ttl,
 # fence ('' if none). The fence is the brain's lock token: a reply older than one already
@@ -126,9 +136,22 @@ class ChatStore:
         self._take_all = redis.register_script(_TAKE_ALL)
         self._refresh = redis.register_script(_REFRESH_HOLDER)
         self._release = redis.register_script(_RELEASE_HOLDER)
+        self._hset_expire = redis.register_script(HSET_EXPIRE)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, "chat", *parts))
+
+    def outbox_key(self, session_id: str) -> str:
+        """The session's outbox (hash of reply id to reply)."""
+        return self._key("outbox", hash_tag(session_id))
+
+    def ledger_key(self, session_id: str, reply_id: str) -> str:
+        """The mark of a reply accepted once, in its session's hash slot."""
+        return self._key("ledger", hash_tag(session_id), reply_id)
+
+    def holder_key(self, session_id: str) -> str:
+        """The lease of the instance holding the session's socket (used alone: no tag)."""
+        return self._key("holder", session_id)
 
     async def put_reply(
         self, session_id: str, reply: PendingReply, fence: int | None = None
@@ -140,10 +163,10 @@ class ChatStore:
         """
         result = await self._put(
             keys=[
-                self._key("ledger", reply.reply_id),
-                self._key("outbox", session_id),
-                self._key("fence", reply.conversation_id),
-                self._key("seq", session_id),
+                self.ledger_key(session_id, reply.reply_id),
+                self.outbox_key(session_id),
+                self._key("fence", hash_tag(session_id), reply.conversation_id),
+                self._key("seq", hash_tag(session_id)),
             ],
             args=[
                 reply.reply_id,
@@ -160,34 +183,33 @@ class ChatStore:
 
         Ingress no longer drains with this: if Redis stops right after running it, the reply to
         it is lost and the replies with it. Use `pending` + `acknowledge`."""
-        flat = await self._take_all(keys=[self._key("outbox", session_id)])
+        flat = await self._take_all(keys=[self.outbox_key(session_id)])
         replies = [PendingReply.from_json(raw) for raw in flat[1::2]]
         return sorted(replies, key=lambda reply: reply.order)
 
     async def pending(self, session_id: str) -> list[PendingReply]:
         """Every waiting reply, oldest first, left in the outbox until `acknowledge`."""
-        raw = await self._redis.hvals(self._key("outbox", session_id))
+        raw = await self._redis.hvals(self.outbox_key(session_id))
         replies = [PendingReply.from_json(str(item)) for item in raw]
         return sorted(replies, key=lambda reply: reply.order)
 
     async def acknowledge(self, session_id: str, reply_ids: list[str]) -> None:
         """Remove replies that were written to the session's socket."""
         if reply_ids:
-            await self._redis.hdel(self._key("outbox", session_id), *reply_ids)
+            await self._redis.hdel(self.outbox_key(session_id), *reply_ids)
 
     async def restore(self, session_id: str, replies: list[PendingReply]) -> None:
         """Put back replies that could not be sent (the socket closed mid-drain)."""
         if not replies:
             return
-        key = self._key("outbox", session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={reply.reply_id: reply.to_json() for reply in replies})
-            pipe.expire(key, self.outbox_ttl_s)
-            await pipe.execute()
+        mapping = {reply.reply_id: reply.to_json() for reply in replies}
+        await hset_expire(
+            self._hset_expire, self.outbox_key(session_id), mapping, self.outbox_ttl_s
+        )
 
     async def claim_holder(self, session_id: str, instance_id: str) -> None:
         """Record that `instance_id` now holds the session's socket (the newest wins)."""
-        await self._redis.set(self._key("holder", session_id), instance_id, ex=self.holder_ttl_s)
+        await self._redis.set(self.holder_key(session_id), instance_id, ex=self.holder_ttl_s)
 
     async def refresh_holders(self, session_ids: list[str], instance_id: str) -> None:
         """Heartbeat: keep this instance's leases alive, never taking one back."""
@@ -195,20 +217,21 @@ class ChatStore:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for session_id in session_ids:
-                await self._refresh(
-                    keys=[self._key("holder", session_id)],
-                    args=[instance_id, self.holder_ttl_s],
-                    client=pipe,
+                await queue_script(
+                    pipe,
+                    self._refresh,
+                    [self.holder_key(session_id)],
+                    [instance_id, self.holder_ttl_s],
                 )
             await pipe.execute()
 
     async def release_holder(self, session_id: str, instance_id: str) -> None:
         """Drop the lease if it is still ours (another instance may hold it now)."""
-        await self._release(keys=[self._key("holder", session_id)], args=[instance_id])
+        await self._release(keys=[self.holder_key(session_id)], args=[instance_id])
 
     async def holder(self, session_id: str) -> str | None:
         """The instance holding the session's socket, if any."""
-        value = await self._redis.get(self._key("holder", session_id))
+        value = await self._redis.get(self.holder_key(session_id))
         return str(value) if value is not None else None
 
 

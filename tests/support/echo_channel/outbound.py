@@ -50,7 +50,10 @@ class EchoOutbox:
         self._record = redis.register_script(_RECORD_ONCE)
 
     def _keys(self, user: str) -> list[str]:
-        return [f"{self._prefix}:{NAME}:seen:{user}", f"{self._prefix}:{NAME}:outbox:{user}"]
+        # One hash tag (the user) for both: the recording script touches both keys, and on
+        # Redis Cluster a script's keys must share a slot.
+        tag = "{" + user + "}"
+        return [f"{self._prefix}:{NAME}:seen:{tag}", f"{self._prefix}:{NAME}:outbox:{tag}"]
 
     async def record(self, user: str, entry: Delivered) -> bool:
         """Append `entry` to `user`'s outbox unless its reply id is already there."""
