@@ -1,7 +1,8 @@
 """Conversation locks with fencing tokens, in Redis.
 
 One brain turn per conversation at a time, across every worker. Each acquisition gets a
-fencing token from a per-conversation counter that only grows, and the lock's value *is* the
+fencing token from a per-conversation counter that only grows (and never falls behind Redis's
+clock in ms, so a failover cannot make it issue a token twice), and the lock's value *is* the
 token. Every effect of a turn (memory writes, reply emission) checks in the same Lua script
 that the lock still holds its token, so a worker that lost the lock (paused by GC, cut off,
 rebalanced away, its lease expired) cannot write or emit: see `ConversationMemory.commit`.
@@ -33,13 +34,22 @@ LOCK_WAIT_SECONDS = Histogram(
 
 # KEYS: lock, fence counter. ARGV: lease ms, fence ttl s.
 # Returns {1, token} when acquired, {0, remaining lease ms} when held by someone else.
+# The token is at least Redis's clock in ms: after a failover that lost the counter's last
+# increments (replication is asynchronous), the promoted replica still issues tokens above
+# every token issued before, instead of issuing one twice (docs/redis-cluster.md).
 _ACQUIRE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0, redis.call('PTTL', KEYS[1])}
 end
 local token = redis.call('INCR', KEYS[2])
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if token < now_ms then
+  token = now_ms
+  redis.call('SET', KEYS[2], string.format('%d', token))
+end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-redis.call('SET', KEYS[1], token, 'PX', ARGV[1])
+redis.call('SET', KEYS[1], string.format('%d', token), 'PX', ARGV[1])
 return {1, token}
 """
 

@@ -4,8 +4,9 @@ hash-tagged names, on one Redis node (docs/redis-cluster.md).
 Redis Cluster support gave some keys a hash tag (`sb:memory:conv-1:turns` became
 `sb:memory:{conv-1}:turns`), so that each multi-key script finds its keys in one slot. A
 service of the new version reads only the new names: without this step an upgraded
-deployment would start every conversation with an empty memory and restart every fencing
-counter at 1 (which egress, remembering the old counters' tokens, would refuse as stale).
+deployment would start every conversation with an empty memory and forget pending chat
+replies, pending links and recent dedupe records. (Fencing counters move too, though tokens
+no longer depend on them alone: they never fall below Redis's clock in ms.)
 
 Run it once, with every service stopped (drained), before starting the new version. It is
 idempotent: a key already in the new form is left alone, so a second run changes nothing.
