@@ -219,10 +219,14 @@ class TurnProcessor(CallTurns):
         """Fold the overflow into the running summary; keep the overflow if that fails."""
         snapshot = await self._memory.snapshot(lease.conversation_id)
         folded = [entry.as_engine_turn() for entry in snapshot.overflow]
+        lost = asyncio.Event()
         try:
-            summary = await self._engine.summarize(
-                snapshot.summary, folded, self._summary_max_chars
-            )
+            # The summary is a model call too: a slow one outlived the lease and its fold was
+            # refused as fenced (about 2 % of folds under load, a model call wasted each).
+            async with self._locks.kept_alive(lease, lost.set):
+                summary = await self._engine.summarize(
+                    snapshot.summary, folded, self._summary_max_chars
+                )
         except EngineError as exc:
             log.warning("brain.summary.failed", reason=exc.reason)
             await self._locks.release(lease)

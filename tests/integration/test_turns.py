@@ -320,6 +320,27 @@ async def test_older_turns_are_folded_into_a_running_summary(redis: Redis, names
     assert brain.engine.requests[-1].summary == "chat/user: one; chat/assistant: echo: one"
 
 
+async def test_a_summary_slower_than_the_lock_lease_is_still_folded(
+    redis: Redis, namespace: str
+) -> None:
+    """The lease is renewed while the summary is written, as while an answer is."""
+
+    class SlowSummary(ScriptedEngine):
+        async def summarize(self, *args: Any) -> str:
+            await asyncio.sleep(0.9)  # three times the lease below
+            return await super().summarize(*args)
+
+    limits = MemoryLimits(max_turns=2, ttl_s=3_600, processed_ttl_s=3_600)
+    brain = make_brain(redis, namespace, engine=SlowSummary(), limits=limits, lock_ttl_ms=300)
+
+    for index, text in enumerate(["one", "two"]):
+        await brain.processor.handle(inbound(text, message_id=f"m{index}"))
+
+    snapshot = await brain.memory.snapshot(CONV)
+    assert snapshot.summary == "chat/user: one; chat/assistant: echo: one"
+    assert snapshot.overflow == []
+
+
 async def test_identity_link_merges_chat_memory_into_the_phone_conversation(
     brain: Brain,
 ) -> None:
