@@ -63,12 +63,13 @@ fi
 # losing a node). test_redis_migrate_keys is single-node by design.
 CLUSTER_TESTS="tests/integration/test_locks.py tests/integration/test_memory.py
   tests/integration/test_burst_dedupe.py tests/integration/test_turns.py
-  tests/integration/test_chat_store.py tests/integration/test_sms_delivery.py
+  tests/integration/test_chat_store.py tests/integration/test_chat_heartbeat.py
+  tests/integration/test_sms_delivery.py
   tests/integration/test_sms_ingress.py tests/integration/test_voice_egress.py
   tests/integration/test_voice_ingress.py tests/integration/test_voice_turns.py
   tests/integration/test_vapi_events.py tests/integration/test_vapi_llm.py
   tests/integration/test_vapi_outbound.py tests/integration/test_inbox.py
-  tests/integration/test_identity_linking.py
+  tests/integration/test_identity_linking.py tests/integration/test_redis_replicas.py
   --deselect tests/integration/test_inbox.py::test_reader_survives_a_redis_outage_while_deleting_an_entry"
 
 lane() {  # lane <name> <pytest args...>

@@ -90,6 +90,10 @@ class PrivateCluster:
                 return node
         raise RuntimeError(f"no master serves slot {slot}")
 
+    def key_count(self, port: int) -> int:
+        """Keys one node holds now (`DBSIZE`)."""
+        return int(_cli(port, "dbsize") or "0")
+
     def kill(self, port: int) -> None:
         """SIGKILL one node: no save, no goodbye, as a crashed machine."""
         pidfile: Path = self.home / str(port) / "redis.pid"

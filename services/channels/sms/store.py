@@ -24,6 +24,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 
 from services.common.redis import hash_tag
+from services.common.redis_replicas import ReplicatedWrites
 from shared.contracts import DeliveryStatus
 
 # KEYS: ledger entry, conversation fence. ARGV: owner, now ms, lease ms, fence or '', ttl s.
@@ -183,6 +184,7 @@ class SmsLedger:
         self._claim = redis.register_script(_CLAIM)
         self._record_sid = redis.register_script(_RECORD_SID)
         self._advance = redis.register_script(_ADVANCE)
+        self._replicated = ReplicatedWrites(redis)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, "sms", *parts))
@@ -208,9 +210,12 @@ class SmsLedger:
         ask Twilio whether the message went out before sending it again. `owner` (the
         instance id) lets our own retry skip the lease another instance would wait out.
         """
-        kind, detail = await self._claim(
-            keys=[self.ledger_key(conversation_id, reply_id), self.fence_key(conversation_id)],
-            args=[
+        # On a cluster, the intent is on a replica before Twilio is called: a failover that
+        # lost it would let a redelivered reply be texted a second time.
+        kind, detail = await self._replicated.run(
+            self._claim,
+            [self.ledger_key(conversation_id, reply_id), self.fence_key(conversation_id)],
+            [
                 owner,
                 int(time.time() * 1000),
                 self.lease_ms,

@@ -210,13 +210,25 @@ class WebChatChannel:
         await self.close_all()
 
     async def heartbeat(self, interval_s: float) -> None:
-        """Keep holder leases of our sockets alive until cancelled."""
+        """Keep holder leases of our sockets alive until cancelled, and deliver replies that
+        wait in an outbox without a doorbell.
+
+        A reply is rung once, when egress stores it. A ring can be missed: the holder's lease
+        or the inbox entry lost in a Redis failover (replication is asynchronous), or egress
+        reading the holder while it moved. The outbox still holds the reply, so each beat
+        looks (one pipelined HLEN for all our sessions) and drains what waits there.
+        """
         while True:
             await asyncio.sleep(interval_s)
+            session_ids = self.connections.session_ids()
             try:
-                await self.store.refresh_holders(self.connections.session_ids(), self.instance_id)
+                await self.store.refresh_holders(session_ids, self.instance_id)
+                waiting = await self.store.sessions_with_pending(session_ids)
             except Exception as exc:
                 log.warning("ingress.chat.heartbeat_failed", error=type(exc).__name__)
+                continue
+            for session_id in waiting:
+                await self.delivery.deliver_pending(session_id)
 
     async def close_all(self) -> None:
         """Close every socket at shutdown; browsers reconnect to another instance."""

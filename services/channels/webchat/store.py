@@ -33,6 +33,7 @@ from enum import StrEnum
 from redis.asyncio import Redis
 
 from services.common.redis import HSET_EXPIRE, hash_tag, hset_expire, queue_script
+from services.common.redis_replicas import ReplicatedWrites
 
 # KEYS: ledger, outbox, fence, sequence. ARGV: reply id, reply json, ledger ttl, outbox ttl,
 # fence ('' if none). The fence is the brain's lock token: a reply older than one already
@@ -137,6 +138,7 @@ class ChatStore:
         self._refresh = redis.register_script(_REFRESH_HOLDER)
         self._release = redis.register_script(_RELEASE_HOLDER)
         self._hset_expire = redis.register_script(HSET_EXPIRE)
+        self._replicated = ReplicatedWrites(redis)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, "chat", *parts))
@@ -161,14 +163,17 @@ class ChatStore:
         `fence` is the brain's conversation lock token (`Reply.fence`); replies fenced below
         the highest already accepted for the conversation are refused as `STALE`.
         """
-        result = await self._put(
-            keys=[
+        # On a cluster, the reply is on a replica before egress commits its offset: the
+        # outbox is the record of truth, and a failover must not lose it.
+        result = await self._replicated.run(
+            self._put,
+            [
                 self.ledger_key(session_id, reply.reply_id),
                 self.outbox_key(session_id),
                 self._key("fence", hash_tag(session_id), reply.conversation_id),
                 self._key("seq", hash_tag(session_id)),
             ],
-            args=[
+            [
                 reply.reply_id,
                 reply.to_json(),
                 self.outbox_ttl_s,
@@ -192,6 +197,16 @@ class ChatStore:
         raw = await self._redis.hvals(self.outbox_key(session_id))
         replies = [PendingReply.from_json(str(item)) for item in raw]
         return sorted(replies, key=lambda reply: reply.order)
+
+    async def sessions_with_pending(self, session_ids: list[str]) -> list[str]:
+        """The sessions among `session_ids` whose outbox holds a reply (one round trip)."""
+        if not session_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for session_id in session_ids:
+                pipe.hlen(self.outbox_key(session_id))
+            counts = await pipe.execute()
+        return [session for session, count in zip(session_ids, counts, strict=True) if count]
 
     async def acknowledge(self, session_id: str, reply_ids: list[str]) -> None:
         """Remove replies that were written to the session's socket."""
