@@ -14,6 +14,7 @@ The default rule (docs/kafka-cluster.md): replication min(3, brokers) and
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +129,10 @@ async def ensure_topics(
         absent = [name for name in names if name not in existing]
         if create and absent:
             report.created = await _create(admin, absent, layout)
+            # Created meanwhile by someone else (or not yet in this broker's metadata):
+            # compare those too, they may be anything.
+            raced = [name for name in absent if name not in report.created]
+            existing.update(await _describe_when_visible(admin, raced))
         elif absent:
             report.missing = absent
         present = [existing[name] for name in names if name in existing]
@@ -138,6 +143,21 @@ async def ensure_topics(
         await admin.close()
     _log(report)
     return report
+
+
+async def _describe_when_visible(
+    admin: AIOKafkaAdminClient, names: list[str], attempts: int = 20
+) -> dict[str, Any]:
+    """Metadata of topics that exist, waiting (briefly) until the broker asked lists them:
+    a broker's metadata cache may lag a creation made through another broker."""
+    found: dict[str, Any] = {}
+    for _ in range(attempts if names else 0):
+        described = await admin.describe_topics([n for n in names if n not in found])
+        found.update({t["topic"]: t for t in described if t["error_code"] == 0})
+        if len(found) == len(names):
+            break
+        await asyncio.sleep(0.25)
+    return found
 
 
 def _known_brokers(metadata: dict[str, Any]) -> int:

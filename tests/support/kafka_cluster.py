@@ -136,7 +136,11 @@ class KafkaCluster:
         done = subprocess.run(
             [
                 "java",
+                # A short-lived client: quick start-up matters more than peak speed (each
+                # call otherwise costs seconds of JIT on a busy machine).
                 "-Xmx256m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
                 "-cp",
                 f"{KAFKA_LIBS}/*",
                 main_class,
