@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as `python bench/brain_bench.py` (what `mak
 
 from bench.harness import infra as infra_mod
 from bench.harness import lock_handoff, overhead, throughput
-from bench.harness.entry import run_and_print
+from bench.harness.entry import bench_parser, run_and_print
 from bench.harness.report import Row, Section, render_details, render_table
 
 
@@ -58,13 +58,8 @@ QUICK = Plan(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="shorter smoke run")
-    parser.add_argument(
-        "--only", default="1,2,3,4", help="comma-separated sub-benchmarks to run (default all)"
-    )
+    only = ("1,2,3,4", "comma-separated sub-benchmarks to run (default all)")
+    parser = bench_parser(__doc__, only=only)
     parser.add_argument(
         "--profile",
         type=Path,
@@ -80,11 +75,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="benchmarks 2 and 3: give the brain's Redis pools N connections (a what-if,\n"
         "not the shipped configuration; see docs/benchmarks.md)",
-    )
-    parser.add_argument(
-        "--keep-infra",
-        action="store_true",
-        help="leave Kafka/Redis running if this run started them",
     )
     return parser.parse_args(argv)
 

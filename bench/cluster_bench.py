@@ -35,7 +35,7 @@ if __package__ in (None, ""):  # run as `python bench/cluster_bench.py` (what `m
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.harness import cluster_infra, kafka_floor, overhead, throughput
-from bench.harness.entry import run_and_print
+from bench.harness.entry import bench_parser, run_and_print
 from bench.harness.infra import machine_facts
 from bench.harness.stats import percentile, steady_rate
 
@@ -70,12 +70,8 @@ class Measured:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="shorter smoke run")
+    parser = bench_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=None, help="rounds over the four layouts")
-    parser.add_argument("--keep-infra", action="store_true", help="leave the servers running")
     return parser.parse_args(argv)
 
 

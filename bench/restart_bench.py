@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as `python bench/restart_bench.py` (what `m
 
 from bench.harness import infra as infra_mod
 from bench.harness import restart
-from bench.harness.entry import run_and_print
+from bench.harness.entry import bench_parser, run_and_print
 from bench.harness.report import render_details
 
 NOTE = """\
@@ -44,15 +44,8 @@ line. Dynamic: no KAFKA_GROUP_INSTANCE_ID; static: a fixed id per worker. Sessio
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = bench_parser(__doc__, quick=False)
     parser.add_argument("--reps", type=int, default=3, help="restarts per row (default 3)")
-    parser.add_argument(
-        "--keep-infra",
-        action="store_true",
-        help="leave Kafka/Redis running if this run started them",
-    )
     return parser.parse_args(argv)
 
 

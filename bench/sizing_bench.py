@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as `python bench/sizing_bench.py` (what `ma
 
 from bench.harness import infra as infra_mod
 from bench.harness import sizing_memory, sizing_report, sizing_scale
-from bench.harness.entry import run_and_print
+from bench.harness.entry import bench_parser, run_and_print
 
 
 @dataclass(frozen=True)
@@ -51,19 +51,8 @@ QUICK = Plan(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="shorter smoke run")
-    parser.add_argument(
-        "--only", default="memory,scale", help="comma-separated parts: memory, scale (default both)"
-    )
-    parser.add_argument(
-        "--keep-infra",
-        action="store_true",
-        help="leave Kafka/Redis running if this run started them",
-    )
-    return parser.parse_args(argv)
+    only = ("memory,scale", "comma-separated parts: memory, scale (default both)")
+    return bench_parser(__doc__, only=only).parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> str:

@@ -38,7 +38,7 @@ if __package__ in (None, ""):  # run as `python bench/sms_bench.py` (what `make 
 
 from bench.harness import infra as infra_mod
 from bench.harness import sms_egress, sms_ingress
-from bench.harness.entry import run_and_print
+from bench.harness.entry import bench_parser, run_and_print
 from bench.harness.report import Section, render_details
 
 
@@ -85,19 +85,8 @@ What was measured:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="shorter smoke run")
-    parser.add_argument(
-        "--only", default="1,2", help="comma-separated benchmarks to run (default 1,2)"
-    )
-    parser.add_argument(
-        "--keep-infra",
-        action="store_true",
-        help="leave Kafka/Redis running if this run started them",
-    )
-    return parser.parse_args(argv)
+    only = ("1,2", "comma-separated benchmarks to run (default 1,2)")
+    return bench_parser(__doc__, only=only).parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> str:

@@ -29,13 +29,24 @@ def run_and_print(
     return 0
 
 
-def stack_bench_args(doc: str | None, argv: list[str] | None) -> argparse.Namespace:
-    """The options of a benchmark that runs the services as processes (voice, VAPI)."""
+def bench_parser(
+    doc: str | None, *, quick: bool = True, only: tuple[str, str] | None = None
+) -> argparse.ArgumentParser:
+    """The options every benchmark shares: `--quick` (unless `quick=False`), `--keep-infra`,
+    and `--only` with `only` = (default, help) for one made of parts."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="shorter smoke run")
+    if quick:
+        parser.add_argument("--quick", action="store_true", help="shorter smoke run")
+    if only is not None:
+        parser.add_argument("--only", default=only[0], help=only[1])
     parser.add_argument(
         "--keep-infra",
         action="store_true",
         help="leave Kafka/Redis running if this run started them",
     )
-    return parser.parse_args(argv)
+    return parser
+
+
+def stack_bench_args(doc: str | None, argv: list[str] | None) -> argparse.Namespace:
+    """The options of a benchmark that runs the services as processes (voice, VAPI)."""
+    return bench_parser(doc).parse_args(argv)
