@@ -15,11 +15,13 @@ could still lose in that window, and why this holds anyway, is in docs/redis-clu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.common.redis import hash_tag
@@ -105,6 +107,11 @@ async def test_chat_survives_a_master_failover_under_load(deployment: Deployment
     assert "Exception in ASGI application" not in log
     assert "Traceback" not in log
 
+    # Every service is ready again with the dead master gone (its replica promoted): the
+    # lost node does not keep `/readyz` failing.
+    for service in deployment.services.values():
+        assert await ready_within(service.url, 15), f"{service.service} not ready after failover"
+
     acked = {message_id for s in sessions for message_id in s.acked}
     assert acked_before >= SESSIONS, "no load before the failover: the test proved nothing"
     assert len(acked) > acked_before, "nothing acknowledged after the failover"
@@ -114,3 +121,14 @@ async def test_chat_survives_a_master_failover_under_load(deployment: Deployment
         answered_twice = {m: r for m, r in session.replies.items() if len(r) != 1}
         assert not answered_twice, f"{session.name}: answered more than once: {answered_twice}"
         assert session.replies.keys() <= session.acked, "a reply for a message never acked"
+
+
+async def ready_within(base_url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"{base_url}/readyz")).status_code == 200:
+                    return True
+            await asyncio.sleep(0.5)
+    return False
