@@ -128,7 +128,10 @@ class SmsPhone:
         self.sid_of: dict[str, str] = {}
 
     async def run(self) -> None:
-        async with httpx.AsyncClient(timeout=30) as client:
+        # Idle connections closed after 2 s, before uvicorn closes them (5 s): reusing one
+        # just as the server drops it fails the request with a ReadError.
+        limits = httpx.Limits(keepalive_expiry=2)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
             for index in range(self.count):
                 body = f"sms-{self.number[-4:]}-{index}"
                 sid = "SM" + secrets.token_hex(16)
@@ -148,7 +151,8 @@ class SmsPhone:
                 # Longer than the brain's SMS collect window: each text is its own turn.
                 await asyncio.sleep(self.pause_s)
 
-    async def _post(self, client: httpx.AsyncClient, sid: str, body: str) -> int:
+    async def _post(self, client: httpx.AsyncClient, sid: str, body: str) -> int | str:
+        """The webhook's status code, or the name of the error that stopped the request."""
         form = {
             "MessageSid": sid,
             "SmsMessageSid": sid,
@@ -168,8 +172,8 @@ class SmsPhone:
                 data=form,
                 headers={"X-Twilio-Signature": signature},
             )
-        except httpx.HTTPError:
-            return 0
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
         return response.status_code
 
 
