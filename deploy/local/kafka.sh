@@ -144,12 +144,13 @@ kill_one() {
 }
 
 status() {
-  local i running=0
+  local i name running=0
   for i in $(seq "$BROKERS"); do
+    name="kafka node $i"; [ "$BROKERS" = 1 ] && name="kafka"
     if port_open "$(broker_port "$i")"; then
-      echo "kafka node $i: running on 127.0.0.1:$(broker_port "$i")"; running=$((running + 1))
+      echo "$name: running on 127.0.0.1:$(broker_port "$i")"; running=$((running + 1))
     else
-      echo "kafka node $i: stopped"
+      echo "$name: stopped"
     fi
   done
   [ "$running" -gt 0 ]
