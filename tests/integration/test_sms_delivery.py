@@ -45,7 +45,12 @@ class Rig:
     ledger: SmsLedger
 
     def output(
-        self, *, owner: str = "egress-1", timeout_s: float = 5.0, policy: RetryPolicy = FAST
+        self,
+        *,
+        owner: str = "egress-1",
+        timeout_s: float = 5.0,
+        policy: RetryPolicy = FAST,
+        settle_s: float = 0.2,
     ) -> SmsOutput:
         settings = TwilioSettings(
             twilio_account_sid=ACCOUNT,
@@ -62,6 +67,7 @@ class Rig:
             status_callback=None,
             owner=owner,
             policy=policy,
+            settle_s=settle_s,
         )
 
     def sent_bodies(self, to: str = CUSTOMER) -> list[str]:
@@ -122,6 +128,20 @@ async def test_a_timed_out_send_that_twilio_took_is_found_not_resent(rig: Rig) -
     rig.fake.configure(hold_after_accept_ms=1500)
     output, answer = rig.output(timeout_s=0.3), reply()
     await output.deliver(answer)
+    assert rig.sent_bodies() == [answer.text]
+    deduped = [f for step, f in rig.ops.events if step is Lifecycle.DEDUPED]
+    assert deduped and deduped[0]["reason"] == "found_at_twilio"
+
+
+async def test_a_send_twilio_was_still_working_on_when_it_timed_out_is_found_not_resent(
+    rig: Rig,
+) -> None:
+    # Twilio stores the message only after egress gave up waiting: a look-up made at once
+    # finds nothing, and resending would text the customer twice.
+    rig.fake.configure(latency_ms=600)
+    answer = reply()
+    await rig.output(timeout_s=0.3, settle_s=1.0).deliver(answer)
+    await asyncio.sleep(1.0)  # a second send Twilio was still working on would land by now
     assert rig.sent_bodies() == [answer.text]
     deduped = [f for step, f in rig.ops.events if step is Lifecycle.DEDUPED]
     assert deduped and deduped[0]["reason"] == "found_at_twilio"

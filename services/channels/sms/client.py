@@ -82,7 +82,12 @@ class TwilioClient:
         self._settings = settings
         self._http = http or httpx2.AsyncClient(
             timeout=httpx2.Timeout(timeout_s, connect=5.0),
-            limits=httpx2.Limits(max_connections=100, max_keepalive_connections=50),
+            # Idle connections are dropped before a server's usual idle timeout (uvicorn 5 s,
+            # load balancers longer): a request sent on a connection the server is closing
+            # fails with no answer, and its outcome is unknown.
+            limits=httpx2.Limits(
+                max_connections=100, max_keepalive_connections=50, keepalive_expiry=4.0
+            ),
         )
         self._auth = httpx2.BasicAuth(
             settings.twilio_account_sid, settings.twilio_auth_token.get_secret_value()

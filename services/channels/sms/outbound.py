@@ -7,7 +7,8 @@ For each reply:
    intent is recorded before Twilio is called.
 3. Skip numbers that opted out or that Twilio called undeliverable.
 4. If an earlier attempt may have reached Twilio (the process died, or a request timed out),
-   look for the message in Twilio's log before sending again.
+   look for the message in Twilio's log before sending again, once Twilio has had time to
+   finish that attempt (`UNKNOWN_OUTCOME_SETTLE_S`).
 5. Send, paced by the per-sender rate limit, retrying 429 and 5xx and network errors with
    jittered backoff (honouring Retry-After) within a budget. Other 4xx are not retried.
 """
@@ -51,6 +52,13 @@ class TwilioLookupFailed(OSError):
     """Twilio's message log could not be read; the reply is retried like any outage."""
 
 
+UNKNOWN_OUTCOME_SETTLE_S = 2.0
+"""After a send whose outcome is unknown (a timeout, a dropped connection, a 5xx), wait at
+least this long before looking for the message in Twilio's log. Twilio may still be working
+on the request we gave up on: a look-up made at once could miss a message stored a moment
+later and send it again (seen once in seven broker-kill runs on a starved machine: a reply
+texted twice). The wait only delays a retry that is already uncertain."""
+
 SEND_POLICY = RetryPolicy(max_attempts=20, base_s=0.5, cap_s=30.0, budget_s=120.0)
 """Sends of one reply: 429/5xx/network errors retried with full jitter, never sooner than
 Twilio's `Retry-After`, for up to two minutes; then the reply is parked."""
@@ -73,6 +81,7 @@ class SmsOutput:
         status_callback: str | None,
         owner: str,
         policy: RetryPolicy | None = None,
+        settle_s: float = UNKNOWN_OUTCOME_SETTLE_S,
     ) -> None:
         self._client = client
         self._ledger = ledger
@@ -83,6 +92,7 @@ class SmsOutput:
         self._status_callback = status_callback
         self._owner = owner
         self._policy = policy or SEND_POLICY
+        self._settle_s = settle_s
 
     async def run(self) -> None:
         """Nothing runs in the background: status callbacks arrive through ingress."""
@@ -156,6 +166,8 @@ class SmsOutput:
                 await self._accepted(reply, sent, attempt)
                 return
             delay = self._policy.delay_s(attempt, retry_after)
+            if outcome_unknown:
+                delay = max(delay, self._settle_s)
             if attempt >= self._policy.max_attempts or time.monotonic() + delay > deadline:
                 if not outcome_unknown:
                     await self._ledger.mark_unsent(reply.reply_id, reply.conversation_id)
