@@ -22,6 +22,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from bench.harness.procs import listening_pid
 from services.channels.registry import channel_names
 from services.common.kafka import ensure_topics
 from services.common.redis import make_redis
@@ -49,6 +50,18 @@ class Infra:
     @property
     def redis_port(self) -> int:
         return int(self.redis_url.rsplit(":", 1)[1].split("/")[0])
+
+    def server_pids(self) -> dict[str, int | None]:
+        """Every broker and every listed Redis node, by role (`kafka`, `kafka-2`, ...), so a
+        CPU meter counts a cluster's other members as ours, not as another tenant's."""
+        kafka = [int(a.rsplit(":", 1)[1]) for a in self.kafka_bootstrap_servers.split(",")]
+        nodes = self.redis_url.split("://", 1)[1].split("/")[0].rsplit("@", 1)[-1].split(",")
+        redis = [int(node.rsplit(":", 1)[1]) for node in nodes]
+        pids: dict[str, int | None] = {}
+        for role, ports in (("kafka", kafka), ("redis", redis)):
+            for index, port in enumerate(ports, 1):
+                pids[role if index == 1 else f"{role}-{index}"] = listening_pid(port)
+        return pids
 
 
 def _script_env() -> dict[str, str]:

@@ -38,8 +38,7 @@ class ServiceStack:
         return {
             **{name: child.pid for name, child in self.services.items()},
             "fake-model": self.model.pid,
-            "kafka": procs.listening_pid(infra.kafka_port),
-            "redis": procs.listening_pid(infra.redis_port),
+            **infra.server_pids(),
             self.BENCH_ROLE: os.getpid(),
         }
 

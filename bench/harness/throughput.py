@@ -146,8 +146,7 @@ async def drain(
         brain = procs.bench_brain(env, log_dir, engine, profile, what_if).start()
         pids = {
             "brain": brain.pid,
-            "kafka": procs.listening_pid(infra.kafka_port),
-            "redis": procs.listening_pid(infra.redis_port),
+            **infra.server_pids(),
             "bench": os.getpid(),
         }
         if model is not None:
