@@ -29,12 +29,12 @@ import httpx
 import pytest
 import websockets
 
-from services.channels.sms.twilio import INBOUND_PATH, TwilioSignatures
 from tests.e2e.conftest import Stack, running_stack
 from tests.support.chat import new_session
 from tests.support.infra import Infra
 from tests.support.kafka import eventually
 from tests.support.private_kafka import PrivateKafka
+from tests.support.traffic import post_inbound_sms
 
 pytestmark = [pytest.mark.resilience, pytest.mark.asyncio, pytest.mark.timeout(900)]
 
@@ -162,25 +162,8 @@ class SmsLoad:
                 await asyncio.sleep(1.5)
 
     async def _post(self, client: httpx.AsyncClient, sid: str, body: str) -> int:
-        form = {
-            "MessageSid": sid,
-            "SmsMessageSid": sid,
-            "AccountSid": "AC" + "e2e0" * 8,
-            "From": self.number,
-            "To": "+15005550006",
-            "Body": body,
-            "NumMedia": "0",
-        }
-        url = f"{self.stack.env['PUBLIC_BASE_URL']}{INBOUND_PATH}"
-        signature = TwilioSignatures(self.stack.env["TWILIO_AUTH_TOKEN"]).sign(
-            url, list(form.items())
-        )
         try:
-            response = await client.post(
-                f"{self.stack.ingress_url}{INBOUND_PATH}",
-                data=form,
-                headers={"X-Twilio-Signature": signature},
-            )
+            response = await post_inbound_sms(client, self.stack, self.number, sid, body)
         except httpx.HTTPError:
             return 0
         return response.status_code

@@ -153,28 +153,31 @@ class SmsPhone:
 
     async def _post(self, client: httpx.AsyncClient, sid: str, body: str) -> int | str:
         """The webhook's status code, or the name of the error that stopped the request."""
-        form = {
-            "MessageSid": sid,
-            "SmsMessageSid": sid,
-            "AccountSid": "AC" + "e2e0" * 8,
-            "From": self.number,
-            "To": "+15005550006",
-            "Body": body,
-            "NumMedia": "0",
-        }
-        url = f"{self.stack.env['PUBLIC_BASE_URL']}{INBOUND_PATH}"
-        signature = TwilioSignatures(self.stack.env["TWILIO_AUTH_TOKEN"]).sign(
-            url, list(form.items())
-        )
         try:
-            response = await client.post(
-                f"{self.stack.ingress_url}{INBOUND_PATH}",
-                data=form,
-                headers={"X-Twilio-Signature": signature},
-            )
+            response = await post_inbound_sms(client, self.stack, self.number, sid, body)
         except httpx.HTTPError as exc:
             return type(exc).__name__
         return response.status_code
+
+
+async def post_inbound_sms(
+    client: httpx.AsyncClient, stack: Stack, number: str, sid: str, body: str
+) -> httpx.Response:
+    """One inbound text as Twilio posts it: the form, signed for the stack's public URL."""
+    form = {
+        "MessageSid": sid,
+        "SmsMessageSid": sid,
+        "AccountSid": "AC" + "e2e0" * 8,
+        "From": number,
+        "To": "+15005550006",
+        "Body": body,
+        "NumMedia": "0",
+    }
+    url = f"{stack.env['PUBLIC_BASE_URL']}{INBOUND_PATH}"
+    signature = TwilioSignatures(stack.env["TWILIO_AUTH_TOKEN"]).sign(url, list(form.items()))
+    return await client.post(
+        f"{stack.ingress_url}{INBOUND_PATH}", data=form, headers={"X-Twilio-Signature": signature}
+    )
 
 
 def merged(clients: list[ChatSession] | list[SmsPhone]) -> Outcomes:
