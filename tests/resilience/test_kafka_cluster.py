@@ -228,19 +228,22 @@ async def test_a_brokers_leaders_are_drained_and_it_is_restarted_under_load(
             key: [*(r for r in s.replicas if r != drained), drained] for key, s in states.items()
         }
 
+    async def move_replicas(plan: dict[tuple[str, int], list[int]], what: str) -> None:
+        """Give every partition `plan`'s replica list, then elect its first replica leader."""
+        await asyncio.to_thread(cluster.reassign, plan, tmp_path)
+        await cluster.wait_until(
+            every,
+            lambda states: all(list(states[key].replicas) == ids for key, ids in plan.items()),
+            what=f"replica lists {what}",
+        )
+        await asyncio.to_thread(cluster.elect_preferred_leaders, list(plan), tmp_path)
+
     load = await Load.start(stack)
     # Earlier than the kill test: Kafka's tools start a JVM per call, slow on a busy machine,
     # and the drain, the stop and the start must all happen while messages are in flight.
     await load.until_acked(0.1)
     drain_started = time.monotonic()
-    plan = drain_plan(before)
-    await asyncio.to_thread(cluster.reassign, plan, tmp_path)
-    await cluster.wait_until(
-        every,
-        lambda states: all(list(states[key].replicas) == ids for key, ids in plan.items()),
-        what="replica lists reordered",
-    )
-    await asyncio.to_thread(cluster.elect_preferred_leaders, list(before), tmp_path)
+    await move_replicas(drain_plan(before), "reordered")
     await cluster.wait_until(
         every,
         lambda states: all(s.leader != drained for s in states.values()),
@@ -254,14 +257,7 @@ async def test_a_brokers_leaders_are_drained_and_it_is_restarted_under_load(
     await asyncio.to_thread(cluster.start_node, drained)
     await cluster.wait_until(every, fully_in_sync, timeout_s=60, what="restarted broker in sync")
     # And its leaders back where they were.
-    original = {key: list(s.replicas) for key, s in before.items()}
-    await asyncio.to_thread(cluster.reassign, original, tmp_path)
-    await cluster.wait_until(
-        every,
-        lambda states: all(list(states[key].replicas) == ids for key, ids in original.items()),
-        what="replica lists restored",
-    )
-    await asyncio.to_thread(cluster.elect_preferred_leaders, list(before), tmp_path)
+    await move_replicas({key: list(s.replicas) for key, s in before.items()}, "restored")
     await cluster.wait_until(
         every,
         lambda states: all(states[key].leader == s.replicas[0] for key, s in before.items()),
