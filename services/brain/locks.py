@@ -24,6 +24,7 @@ from prometheus_client import Histogram
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from services.common.cancellation import raise_if_cancelling
 from services.common.redis import hash_tag, queue_script
 
 LOCK_WAIT_SECONDS = Histogram(
@@ -146,6 +147,7 @@ class ConversationLocks:
         started = time.perf_counter()
         contended = False
         while True:
+            raise_if_cancelling()  # a cancel lost inside a Redis command (gh-86296)
             pipe = self._redis.pipeline(transaction=False)
             await queue_script(
                 pipe, self._acquire, [keys.lock, keys.fence], [self.lease_ms, FENCE_TTL_S]

@@ -20,6 +20,7 @@ from services.brain.double_texting import Turn
 from services.brain.locks import LockLost
 from services.brain.scheduler import Work
 from services.brain.turns import TurnProcessor
+from services.common.cancellation import raise_if_cancelling
 from services.common.consuming import INFRASTRUCTURE_ERRORS, PoisonEvent, backoff_s, parse_event
 from services.common.deadletter import DeadLetterPublisher
 from shared.contracts import InboundMessage
@@ -60,6 +61,7 @@ class TurnRunner:
         records = [work.record for work in batch if work.poison is None]
         attempt = 0
         while True:
+            raise_if_cancelling()  # a cancel lost inside a Redis command (gh-86296)
             attempt += 1
             try:
                 await self._processor.run(turn)

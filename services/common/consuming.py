@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from services.common.backoff import Backoff
+from services.common.cancellation import raise_if_cancelling
 from services.common.deadletter import DeadLetterPublisher
 from shared.logs import ThrottledLog, get_logger
 
@@ -79,6 +80,7 @@ async def process_reliably(
     """Run `work` until it succeeds or the record is dead-lettered. Then commit is safe."""
     attempt = 0
     while True:
+        raise_if_cancelling()  # a cancel lost inside a Redis command (gh-86296)
         attempt += 1
         try:
             await work()

@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from services.channels.sdk.identity import default_conversation_id
 from services.channels.sdk.publish import build_message
+from services.common.cancellation import raise_if_cancelling
 from services.common.consuming import parse_event, process_reliably
 from services.common.deadletter import DeadLetterPublisher
 from services.common.kafka import ensure_topics_eventually, publish_event
@@ -164,6 +165,7 @@ class ChannelService:
     async def _consume(self) -> None:
         assert self._consumer is not None
         while True:
+            raise_if_cancelling()  # a cancel lost inside a Redis command (gh-86296)
             batches = await self._consumer.getmany(timeout_ms=200, max_records=100)
             if self._consumer.assignment():
                 self.ready.set()

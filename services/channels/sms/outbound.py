@@ -33,6 +33,7 @@ from services.channels.sms.rate_limit import SenderRateLimit
 from services.channels.sms.store import Claim, ClaimKind, SmsConsent, SmsLedger, delivery_status
 from services.channels.sms.twilio import INVALID_NUMBER_CODES, MAX_BODY_CHARS, UNSUBSCRIBED
 from services.common.backoff import RetryPolicy
+from services.common.cancellation import raise_if_cancelling
 from services.common.consuming import PermanentFailure
 from services.common.ops import OpsEmitter
 from shared.contracts import DeliveryReceipt, DeliveryStatus, Lifecycle, Reply, ReplyKind
@@ -130,6 +131,7 @@ class SmsOutput:
 
     async def _claim(self, reply: Reply) -> Claim:
         while True:
+            raise_if_cancelling()  # a cancel lost inside a Redis command (gh-86296)
             claim = await self._ledger.claim(
                 reply.reply_id, reply.conversation_id, self._owner, reply.fence
             )

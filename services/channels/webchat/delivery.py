@@ -30,6 +30,7 @@ from services.channels.webchat.connections import (
 from services.channels.webchat.profile import NAME
 from services.channels.webchat.store import ChatStore, PendingReply
 from services.common.backoff import Backoff, BackoffCounter
+from services.common.cancellation import raise_if_cancelling
 from services.common.ops import OpsEmitter
 from shared.contracts import DeliveryReceipt, DeliveryStatus, Lifecycle
 from shared.logs import ThrottledLog, get_logger
@@ -160,6 +161,7 @@ class ReplyDelivery:
         waits = BackoffCounter(RESYNC)
         while self.connections.is_current(connection):
             await asyncio.sleep(waits.failed())
+            raise_if_cancelling()  # a cancel lost inside a Redis command (gh-86296)
             try:
                 await self._claim_and_drain(connection)
             except RedisError:

@@ -29,6 +29,7 @@ from services.channels.webchat.connections import (
 from services.channels.webchat.delivery import ReplyDelivery, unavailable_frame
 from services.channels.webchat.store import ChatStore
 from services.channels.webchat.tokens import TokenSigner, new_session_id
+from services.common.cancellation import raise_if_cancelling
 from services.common.ops import OpsEmitter
 from services.ingress.identity import IdentityResolver
 from shared.contracts import Lifecycle
@@ -220,6 +221,7 @@ class WebChatChannel:
         """
         while True:
             await asyncio.sleep(interval_s)
+            raise_if_cancelling()  # a cancel lost inside a Redis command (gh-86296)
             session_ids = self.connections.session_ids()
             try:
                 await self.store.refresh_holders(session_ids, self.instance_id)

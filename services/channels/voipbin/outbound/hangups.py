@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from services.common.cancellation import raise_if_cancelling
 from shared.logs import ThrottledLog, get_logger
 
 log = get_logger("egress.voice.hangups")
@@ -80,12 +81,8 @@ async def drain_forever(schedule: HangupSchedule, hang_up: HangUp, poll_s: float
     `MAX_HANGUP_ATTEMPTS`, so the schedule cannot fill with hopeless entries.
     """
     failures: dict[str, int] = {}
-    task = asyncio.current_task()
     while True:
-        # redis-py's timeout wrapper can swallow a cancellation on Python 3.11 (CPython
-        # gh-86296); the task still knows it was asked to stop.
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
+        raise_if_cancelling()  # a cancel lost inside a Redis command (gh-86296)
         try:
             at = now_ms()
             for call_id in await schedule.due(at):
