@@ -43,7 +43,7 @@ import aiohttp
 
 from bench.harness import infra as infra_mod
 from bench.harness import procs, vapi_stack
-from bench.harness.entry import run_and_print, stack_bench_args
+from bench.harness.entry import bench_parser, run_and_print
 from bench.harness.kafka_io import read_records
 from bench.harness.report import render_details
 from bench.harness.stack_run import on_bench_infra
@@ -100,24 +100,36 @@ class Measured:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return stack_bench_args(__doc__, argv)
+    parser = bench_parser(__doc__)
+    parser.add_argument(
+        "--stream-direct",
+        choices=("on", "off"),
+        default="on",
+        help="BRAIN_STREAM_DIRECT of the brain: `off` measures egress's path alone (the"
+        " brain does not hand streamed parts to the holder's inbox itself)",
+    )
+    return parser.parse_args(argv)
 
 
 async def run(args: argparse.Namespace) -> str:
     """Provision Kafka/Redis, measure, tear down what was started, build the report."""
     config = QUICK if args.quick else FULL
     done = await on_bench_infra(
-        "vapi", args.keep_infra, lambda infra, log_dir: _measure(infra, config, log_dir)
+        "vapi",
+        args.keep_infra,
+        lambda infra, log_dir: _measure(infra, config, log_dir, args.stream_direct == "on"),
     )
     return _report(args, done.facts, done.measured, done.log_dir, done.started_at, done.finished_at)
 
 
-async def _measure(infra: infra_mod.Infra, config: VapiConfig, log_dir: Path) -> Measured:
+async def _measure(
+    infra: infra_mod.Infra, config: VapiConfig, log_dir: Path, stream_direct: bool
+) -> Measured:
     """Start the stack in a fresh namespace, drive it, read the topics, clean up."""
     namespace = infra_mod.new_namespace("vapi")
     topics = await infra_mod.create_topics(infra, namespace)
     print("starting the fake model, ingress, brain, egress ...", flush=True)
-    stack = vapi_stack.start(infra, namespace, log_dir)
+    stack = vapi_stack.start(infra, namespace, log_dir, stream_direct)
     try:
         timeout = aiohttp.ClientTimeout(total=60)
         connector = aiohttp.TCPConnector(limit=0)  # one connection per call on the line
@@ -173,7 +185,8 @@ def _report(
 ) -> str:
     mode = "quick run" if args.quick else "full run"
     header = [
-        f"Switchboard VAPI custom-LLM benchmark ({mode}, model 0 ms)",
+        f"Switchboard VAPI custom-LLM benchmark ({mode}, model 0 ms,"
+        f" BRAIN_STREAM_DIRECT {args.stream_direct})",
         f"run: {started_at:%Y-%m-%d %H:%M:%S} → {finished_at:%H:%M:%S} UTC",
         *facts,
     ]

@@ -43,7 +43,8 @@ TURN_STAGES = {
     " inbox XADD)",
     "to_client": "`queued` → first chunk read by the bench (inbox XREAD wake-up, held stream,"
     " SSE write, client read; `queued` is stamped after the XADD returns, so this can be"
-    " slightly negative)",
+    " slightly negative; with BRAIN_STREAM_DIRECT on, the brain's own copy of the part"
+    " usually wins and this is negative by how much sooner it came than egress's)",
 }
 GREETING_STAGES = {
     "ingress": "request sent → ingress `received` (HMAC check, body, dedupe, caller identity,"

@@ -61,15 +61,17 @@ def vapi_settings(public_base_url: str) -> VapiSettings:
     )
 
 
-def start(infra: Infra, namespace: str, log_dir: Path) -> VapiStack:
+def start(infra: Infra, namespace: str, log_dir: Path, stream_direct: bool = True) -> VapiStack:
     """Start the fake model and the three services on free ports (the kernel's ephemeral
-    range, clear of the dev and test ports); wait until all are ready."""
+    range, clear of the dev and test ports); wait until all are ready. `stream_direct`:
+    the brain's BRAIN_STREAM_DIRECT."""
     model_port = free_port()
     model_argv = [procs.PYTHON, "-m", "bench.harness.timed_fake", "--port", str(model_port)]
     model_argv += ["--api-key", API_KEY]
     model = procs.Child("fake-openai", model_argv, {}, log_dir, model_port, "/v1/models")
     ingress_port = free_port()
     env = _env(infra, namespace, model, f"http://127.0.0.1:{ingress_port}")
+    env["BRAIN_STREAM_DIRECT"] = "true" if stream_direct else "false"
     ingress_argv = [procs.SWITCHBOARD, "ingress", "--port", str(ingress_port)]
     ingress = procs.Child("ingress", ingress_argv, env, log_dir, ingress_port)
     services = service_children(env, log_dir, ingress)

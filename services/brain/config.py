@@ -83,6 +83,12 @@ class BrainSettings(BaseServiceSettings):
     drain_timeout_s: float = Field(
         default=5.0, ge=0, description="On partition revocation, wait this long for turns."
     )
+    stream_direct: bool = Field(
+        default=True,
+        description="Also hand each streamed part (VAPI custom LLM) straight to the holder's"
+        " inbox, beside the reply topic: the caller hears the first words one Kafka round"
+        " trip and egress's poll sooner; egress's copy stays the reliable path.",
+    )
     max_attempts: int = Field(
         default=5, ge=1, description="Attempts at a failing event before it is dead-lettered."
     )

@@ -20,10 +20,12 @@ from services.brain.worker import TurnRunner, parse_work
 from services.common.deadletter import DeadLetterPublisher
 from services.common.diagnostics import install_task_dump
 from services.common.http import service_health_router
+from services.common.inbox import InboxWriter
 from services.common.kafka import ensure_topics_eventually, publish_event, retry_until_done
 from services.common.ops import OpsEmitter
 from services.common.producer import KafkaProducer
 from services.common.redis import make_redis
+from services.common.stream_relay import StreamRelay
 from shared.contracts import Reply, Stage
 from shared.logs import get_logger
 
@@ -74,8 +76,17 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
     dead_letters = DeadLetterPublisher(producer, topics.dlq_inbound, Stage.BRAIN, ops)
     engine = engine or build_engine(settings)
 
+    relay = (
+        StreamRelay(InboxWriter(redis, settings.redis_prefix)) if settings.stream_direct else None
+    )
+
     async def publish_reply(reply: Reply) -> None:
-        await publish_event(producer, topics.replies(reply.channel), reply)
+        topic = topics.replies(reply.channel)
+        if relay is None:
+            await publish_event(producer, topic, reply)
+            return
+        # Side by side: the relay's one Redis round trip hides under the acks=all publish.
+        await asyncio.gather(relay.post(reply), publish_event(producer, topic, reply))
 
     processor = build_turn_processor(
         settings,

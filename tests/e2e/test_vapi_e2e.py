@@ -540,3 +540,26 @@ async def test_with_the_brain_stopped_vapi_still_gets_a_greeting_and_a_valid_str
     assert spoken(turn.heard) == f"{FILLER} {APOLOGY}"
     assert turn.first_token_s is not None and turn.first_token_s < STREAM_DEADLINE_S
     assert turn.elapsed_s < 20, "within VAPI's custom-LLM timeout"
+
+
+# -- egress is down: the brain's stream relay ------------------------------------------------------
+
+
+async def test_with_egress_stopped_the_answer_still_streams_through_the_brains_relay(
+    vapi_stack: Stack,
+) -> None:
+    # The greeting has only egress's path (a held answer), so it falls back; the custom-LLM
+    # answer reaches the holder straight from the brain (BRAIN_STREAM_DIRECT, on by
+    # default), every part and the final one, so the stream ends with [DONE] on its own.
+    stack = vapi_stack
+    stack.services["egress"].stop()
+    try:
+        result = await call(stack, new_number(), ["What are your opening hours?"])
+    finally:
+        stack.start("egress")
+    assert_clean(result)
+    assert result.greeting == FALLBACK, "no egress: the greeting's held answer never came"
+    [turn] = result.turns
+    assert turn.done and turn.finish_reason == "stop"
+    assert spoken(turn.heard).removeprefix(f"{FILLER} ") == HOURS, "the answer, not an apology"
+    assert turn.elapsed_s < STREAM_DEADLINE_S, "ended by the final part, not the deadline"

@@ -35,8 +35,9 @@ from services.channels.vapi.store import VapiCall, VapiCalls
 from services.common.consuming import PermanentFailure
 from services.common.inbox import InboxWriter
 from services.common.ops import OpsEmitter
+from services.common.stream_relay import stream_entry
 from shared.contracts import Lifecycle, Reply, ReplyKind, ReplyModeKind
-from shared.contracts.inbox import HeldAnswer, StreamPart, StreamStop
+from shared.contracts.inbox import HeldAnswer, StreamStop
 from shared.logs import get_logger
 
 log = get_logger("egress.vapi")
@@ -123,14 +124,9 @@ class VapiOutput:
                 **_ids(reply),
             )
             return
-        part = StreamPart(
-            correlation_id=correlation_id,
-            reply_id=reply.reply_id,
-            part=reply.part,
-            text=reply.text,
-            final=reply.final,
-            end_call=reply.end_call,
-        )
+        part = stream_entry(reply)  # the same entry the brain's relay may have sent first
+        if part is None:
+            return
         await self._inbox.post(holder, part)
         if text := reply.text.strip():
             speech_ms = int(len(text) / self._chars_per_s * 1000)
