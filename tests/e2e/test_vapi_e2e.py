@@ -101,6 +101,15 @@ async def call(stack: Stack, number: str, lines: list[str | Line], **options: An
     return await stack.vapi.astart_call(number, lines, **{"linger_s": 0.2, **options})
 
 
+async def call_without(stack: Stack, service: str, lines: list[str | Line]) -> CallResult:
+    """One call from a new number while `service` is stopped; it is started again after."""
+    stack.services[service].stop()
+    try:
+        return await call(stack, new_number(), lines)
+    finally:
+        stack.start(service)
+
+
 def spoken(text: str) -> str:
     """Text as TTS says it: whitespace runs are one space (sentences are streamed apart)."""
     return " ".join(text.split())
@@ -525,12 +534,7 @@ async def test_each_auth_mode_refuses_forgeries_and_lets_vapi_in(
 async def test_with_the_brain_stopped_vapi_still_gets_a_greeting_and_a_valid_stream(
     vapi_stack: Stack,
 ) -> None:
-    stack = vapi_stack
-    stack.services["brain"].stop()
-    try:
-        result = await call(stack, new_number(), ["Is anyone there?"])
-    finally:
-        stack.start("brain")
+    result = await call_without(vapi_stack, "brain", ["Is anyone there?"])
     assert_clean(result)
     [asked] = result.sent("assistant-request")
     assert asked.elapsed_s < 6, "answered before VAPI's deadline"
@@ -551,12 +555,7 @@ async def test_with_egress_stopped_the_answer_still_streams_through_the_brains_r
     # The greeting has only egress's path (a held answer), so it falls back; the custom-LLM
     # answer reaches the holder straight from the brain (BRAIN_STREAM_DIRECT, on by
     # default), every part and the final one, so the stream ends with [DONE] on its own.
-    stack = vapi_stack
-    stack.services["egress"].stop()
-    try:
-        result = await call(stack, new_number(), ["What are your opening hours?"])
-    finally:
-        stack.start("egress")
+    result = await call_without(vapi_stack, "egress", ["What are your opening hours?"])
     assert_clean(result)
     assert result.greeting == FALLBACK, "no egress: the greeting's held answer never came"
     [turn] = result.turns
