@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 MAX_DEPTH = 32
@@ -58,24 +59,26 @@ def loads_untrusted(raw: str | bytes, *, max_depth: int = MAX_DEPTH) -> Any:
     return value
 
 
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+"""A JSON string literal, escapes included; an unterminated one runs to the end of the text.
+Possessive, so a hostile body (say, thousands of escaped quotes) is still read in one pass."""
+_NOT_BRACKET = re.compile(r"[^][{}]++")
+
+
 def nesting_depth(text: str) -> int:
-    """The deepest `[`/`{` nesting of `text`, skipping string contents (linear, no recursion)."""
+    """The deepest `[`/`{` nesting of `text`, skipping string contents (linear, no recursion).
+
+    The strings and everything but brackets are dropped by the regex engine first; Python
+    then walks the brackets alone (a character-by-character walk was most of the cost of
+    parsing a VAPI request: ~60 µs of ~90 for 2 KB).
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for char in brackets:
+        if char in "[{":
             depth += 1
             deepest = max(deepest, depth)
-        elif char in "]}":
+        else:
             depth -= 1
     return deepest
 
