@@ -82,7 +82,7 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
 
     async def publish_reply(reply: Reply) -> None:
         topic = topics.replies(reply.channel)
-        if relay is None:
+        if relay is None or not relay.relays(reply):
             await publish_event(producer, topic, reply)
             return
         # Side by side: the relay's one Redis round trip hides under the acks=all publish.

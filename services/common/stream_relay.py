@@ -70,6 +70,11 @@ class StreamRelay:
     def __init__(self, inbox: InboxWriter) -> None:
         self._inbox = inbox
 
+    @staticmethod
+    def relays(reply: Reply) -> bool:
+        """Whether `post` hands `reply` to a holder (a STREAM part or stop with a holder)."""
+        return bool(reply.reply.reply_to) and stream_entry(reply) is not None
+
     async def post(self, reply: Reply) -> None:
         """Relay `reply` if it belongs to a held stream; never raises for Redis."""
         entry = stream_entry(reply)

@@ -82,6 +82,7 @@ async def test_the_relay_posts_to_the_instance_that_published_the_request() -> N
     [(holder, entry)] = inbox.posted
     assert holder == "ingress-a"
     assert isinstance(entry, StreamPart) and entry.part == 1
+    assert StreamRelay.relays(reply()) and not StreamRelay.relays(reply(ReplyModeKind.SYNC))
 
 
 @pytest.mark.asyncio
