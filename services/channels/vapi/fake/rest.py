@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -20,38 +17,13 @@ from fastapi.responses import JSONResponse, Response
 
 from services.channels.vapi.fake.errors import INVALID_KEY, ApiError, error_response
 from services.channels.vapi.fake.state import FakeVapiState
+from services.fakes.api_call import ApiCall as BaseApiCall
 
 
-@dataclass
-class ApiCall:
+class ApiCall(BaseApiCall):
     """One request to the API, read once and handed to the endpoint and the recorder."""
 
-    method: str
-    path: str
-    path_params: dict[str, str]
-    query: dict[str, str]
-    payload: Any
-    malformed: bool
-    auth: str = "none"
-
-    @classmethod
-    async def read(cls, request: Request) -> ApiCall:
-        raw = await request.body()
-        payload: Any = None
-        malformed = False
-        if raw.strip():
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                payload, malformed = raw.decode("utf-8", errors="replace")[:200], True
-        return cls(
-            request.method,
-            request.url.path,
-            {k: str(v) for k, v in request.path_params.items()},
-            dict(request.query_params.items()),
-            payload,
-            malformed,
-        )
+    malformed_chars = 200
 
     def body(self) -> dict[str, Any]:
         """The JSON object body, or 400."""
@@ -64,17 +36,6 @@ class ApiCall:
     @property
     def id(self) -> str:
         return self.path_params.get("id", "")
-
-    def record(self, status: int) -> dict[str, Any]:
-        return {
-            "time": time.time(),
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "body": self.payload,
-            "auth": self.auth,
-            "status": status,
-        }
 
 
 def credential_kind(request: Request, state: FakeVapiState) -> str:

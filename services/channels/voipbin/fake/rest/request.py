@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -17,35 +14,15 @@ from services.channels.voipbin.fake.config import FakeVoipbinConfig
 from services.channels.voipbin.fake.errors import ApiError, bad_request, error_response
 from services.channels.voipbin.fake.rest.fields import checked_uuid
 from services.channels.voipbin.fake.state import FakeVoipbinState
+from services.fakes.api_call import ApiCall as BaseApiCall
 
 _SECRET_PARAMS = frozenset({"accesskey", "token"})
 
 
-@dataclass
-class ApiCall:
+class ApiCall(BaseApiCall):
     """One request to the API, read once and handed to the endpoint and the recorder."""
 
-    method: str
-    path: str
-    path_params: dict[str, str]
-    query: dict[str, str]
-    payload: Any
-    malformed: bool
-    auth: str = "none"
-
-    @classmethod
-    async def read(cls, request: Request) -> ApiCall:
-        raw = await request.body()
-        payload: Any = None
-        malformed = False
-        if raw.strip():
-            try:
-                payload = json.loads(raw)
-            except ValueError:
-                payload, malformed = raw.decode("utf-8", errors="replace"), True
-        query = {k: v for k, v in request.query_params.items() if k not in _SECRET_PARAMS}
-        path_params = {k: str(v) for k, v in request.path_params.items()}
-        return cls(request.method, request.url.path, path_params, query, payload, malformed)
+    hidden_query = _SECRET_PARAMS
 
     def body(self) -> dict[str, Any]:
         """The JSON object body, or 400 ``INVALID_JSON_BODY`` as VoIPBin's ``BindJSON``."""
@@ -56,17 +33,6 @@ class ApiCall:
     def id(self) -> str:
         """The ``{id}`` path parameter, checked to be a UUID."""
         return checked_uuid(self.path_params.get("id"))
-
-    def record(self, status: int) -> dict[str, Any]:
-        return {
-            "time": time.time(),
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
-            "body": self.payload,
-            "auth": self.auth,
-            "status": status,
-        }
 
 
 def find_credential(request: Request) -> tuple[str, str]:
