@@ -77,6 +77,13 @@ class _SafeFormatter(logging.Formatter):
         return safe_traceback(exc) if exc is not None else ""
 
 
+CACHE_LOGGERS = True
+"""Whether structlog fixes each logger's configuration on its first use (it is faster).
+A test process turns it off (tests/conftest.py): a command run in-process there configures
+logging, and a logger cached after that would escape `structlog.testing.capture_logs` in
+every later test of the session."""
+
+
 def configure_logging(
     level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto"
 ) -> None:
@@ -94,7 +101,7 @@ def configure_logging(
         processors=[*shared, _safe_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s %(message)s"
@@ -108,17 +115,21 @@ def configure_logging(
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RepeatFilter) for f in handler.filters):
             handler.addFilter(RepeatFilter(prefixes=("aiokafka", "faststream")))
-    for noisy in (
-        "aiokafka",
-        "faststream",
-        "uvicorn.access",
-        "httpx",
-        "httpx2",
-        "httpcore",
-        "httpcore2",
-        "openai",
-    ):
+    for noisy in QUIET_LIBRARIES:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+QUIET_LIBRARIES = (
+    "aiokafka",
+    "faststream",
+    "uvicorn.access",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "openai",
+)
+"""Loggers `configure_logging` keeps at WARNING."""
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

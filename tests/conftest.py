@@ -9,8 +9,23 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+import shared.logs
 from services.common.redis import make_redis
 from tests.support.infra import Infra, provision, teardown
+from tests.support.logging_state import logging_config_restored
+
+# Commands run in-process by some tests configure logging; loggers must stay uncached after
+# that, or the log-capturing tests that follow them see nothing (see shared.logs).
+shared.logs.CACHE_LOGGERS = False
+
+
+@pytest.fixture(autouse=True)
+def _logging_config_restored() -> Iterator[None]:
+    """A command run in-process (`cli.main`) configures logging for the whole process: put it
+    back after every test, so a later test's log capture sees the lines it expects whatever
+    ran before it."""
+    with logging_config_restored():
+        yield
 
 
 @pytest.fixture(scope="session")
