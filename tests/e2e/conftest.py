@@ -169,3 +169,24 @@ def stack(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Stack]:
     """A fresh, isolated deployment (own topics and Redis keys) for one test."""
     with running_stack(infra, namespace, tmp_path) as deployment:
         yield deployment
+
+
+@contextlib.contextmanager
+def chat_services(
+    infra: Infra, redis_url: str, namespace: str, log_dir: Path
+) -> Iterator[tuple[dict[str, ServiceProcess], dict[str, str]]]:
+    """Ingress, brain and egress as processes on `infra`'s Kafka and the Redis at `redis_url`
+    (a test's own server or cluster), with a fake model answering in 50 ms; no provider
+    fakes. Yields the processes by name and their environment; all stopped on exit."""
+    model = FakeOpenAIServer(FakeModelConfig(api_key="test-key", latency_ms=50)).start()
+    env = stack_env(Infra(infra.kafka_bootstrap_servers, redis_url, started=[]), namespace, model)
+    services: dict[str, ServiceProcess] = {}
+    try:
+        services["ingress"] = ServiceProcess("ingress", env, log_dir, port=free_port()).start()
+        for name in ("brain", "egress"):
+            services[name] = ServiceProcess(name, env, log_dir).start()
+        yield services, env
+    finally:
+        for process in services.values():
+            process.stop()
+        model.stop()

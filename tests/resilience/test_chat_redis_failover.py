@@ -25,13 +25,12 @@ import httpx
 import pytest
 
 from services.common.redis import hash_tag
-from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
-from tests.e2e.conftest import stack_env
+from tests.e2e.conftest import chat_services
 from tests.support.chat import new_session
 from tests.support.chat_load import Session, talk
 from tests.support.infra import Infra
 from tests.support.private_cluster import PrivateCluster
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.resilience, pytest.mark.asyncio]
 
@@ -52,19 +51,10 @@ class Deployment:
 @pytest.fixture
 def deployment(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Deployment]:
     cluster = PrivateCluster().fresh()
-    model = FakeOpenAIServer(FakeModelConfig(api_key="test-key", latency_ms=50)).start()
-    private = Infra(infra.kafka_bootstrap_servers, cluster.url, started=[])
-    env = stack_env(private, namespace, model)
-    services: dict[str, ServiceProcess] = {}
     try:
-        services["ingress"] = ServiceProcess("ingress", env, tmp_path, port=free_port()).start()
-        for name in ("brain", "egress"):
-            services[name] = ServiceProcess(name, env, tmp_path).start()
-        yield Deployment(cluster, services, env["SWITCHBOARD_REDIS_PREFIX"])
+        with chat_services(infra, cluster.url, namespace, tmp_path) as (services, env):
+            yield Deployment(cluster, services, env["SWITCHBOARD_REDIS_PREFIX"])
     finally:
-        for process in services.values():
-            process.stop()
-        model.stop()
         cluster.stop()
 
 

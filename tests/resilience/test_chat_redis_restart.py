@@ -27,13 +27,12 @@ import pytest
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from services.fakes.openai_server import FakeModelConfig, FakeOpenAIServer
-from tests.e2e.conftest import stack_env
+from tests.e2e.conftest import chat_services
 from tests.support.chat import new_session
 from tests.support.chat_load import Session, talk
 from tests.support.infra import Infra
 from tests.support.private_redis import PrivateRedis
-from tests.support.processes import ServiceProcess, free_port
+from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.resilience, pytest.mark.asyncio]
 
@@ -57,19 +56,10 @@ class Deployment:
 def deployment(infra: Infra, namespace: str, tmp_path: Path) -> Iterator[Deployment]:
     redis = PrivateRedis(load_delay_us=LOAD_DELAY_US).fresh()
     redis.start()
-    model = FakeOpenAIServer(FakeModelConfig(api_key="test-key", latency_ms=50)).start()
-    private = Infra(infra.kafka_bootstrap_servers, redis.url, started=[])
-    env = stack_env(private, namespace, model)
-    services: dict[str, ServiceProcess] = {}
     try:
-        services["ingress"] = ServiceProcess("ingress", env, tmp_path, port=free_port()).start()
-        for name in ("brain", "egress"):
-            services[name] = ServiceProcess(name, env, tmp_path).start()
-        yield Deployment(redis, services)
+        with chat_services(infra, redis.url, namespace, tmp_path) as (services, _env):
+            yield Deployment(redis, services)
     finally:
-        for process in services.values():
-            process.stop()
-        model.stop()
         redis.stop()
 
 

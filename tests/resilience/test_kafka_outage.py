@@ -15,26 +15,22 @@ other test running at the same time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import websockets
 
 from tests.e2e.conftest import Stack, running_stack
 from tests.support.chat import new_session
 from tests.support.infra import Infra
 from tests.support.kafka import eventually
 from tests.support.private_kafka import PrivateKafka
-from tests.support.traffic import post_inbound_sms
+from tests.support.traffic import ChatSession, post_inbound_sms
 
 pytestmark = [pytest.mark.resilience, pytest.mark.asyncio, pytest.mark.timeout(900)]
 
@@ -70,65 +66,6 @@ def outage_stack(
         BRAIN_SMS_COLLECT_WINDOW_MS="300",
     ) as stack:
         yield stack
-
-
-class ChatLoad:
-    """One browser: sends its messages one after another, resending on `unavailable`."""
-
-    def __init__(self, base_url: str, token: str, name: str) -> None:
-        self.url = base_url.replace("http://", "ws://") + f"/v1/chat/ws?token={token}"
-        self.name = name
-        self.acked: list[str] = []
-        self.replies: list[dict[str, Any]] = []
-        self.unavailable = 0
-        self.closed_unexpectedly = 0
-        self._acks: dict[str, asyncio.Future[str]] = {}
-
-    async def run(self, stop: asyncio.Event, pause_s: float = 0.3) -> None:
-        async with websockets.connect(self.url) as ws:
-            reader = asyncio.create_task(self._read(ws))
-            try:
-                index = 0
-                while not stop.is_set():
-                    message_id = f"{self.name}-{index}"
-                    if await self._send_until_acked(ws, message_id, stop):
-                        index += 1
-                    await asyncio.sleep(pause_s)
-            finally:
-                reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
-
-    async def _send_until_acked(self, ws: Any, message_id: str, stop: asyncio.Event) -> bool:
-        while not stop.is_set():
-            answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            self._acks[message_id] = answer
-            await ws.send(json.dumps({"type": "message", "id": message_id, "text": message_id}))
-            try:
-                outcome = await asyncio.wait_for(answer, 30)
-            except TimeoutError:
-                outcome = "timeout"
-            if outcome == "ack":
-                self.acked.append(message_id)
-                return True
-            assert outcome == "unavailable", outcome
-            self.unavailable += 1
-            await asyncio.sleep(1.0)
-        return False
-
-    async def _read(self, ws: Any) -> None:
-        try:
-            async for raw in ws:
-                frame = json.loads(raw)
-                if frame["type"] == "reply":
-                    self.replies.append(frame)
-                elif frame["type"] in ("ack", "error"):
-                    outcome = "ack" if frame["type"] == "ack" else frame["code"]
-                    waiting = self._acks.pop(frame.get("id", ""), None)
-                    if waiting is not None and not waiting.done():
-                        waiting.set_result(outcome)
-        except websockets.ConnectionClosed:
-            self.closed_unexpectedly += 1
 
 
 class SmsLoad:
@@ -202,7 +139,7 @@ async def test_a_long_kafka_outage_heals_by_itself(
     chats = []
     for index in range(CHAT_SESSIONS):
         session = await new_session(stack.ingress_url)
-        chats.append(ChatLoad(stack.ingress_url, session["token"], f"c{index}"))
+        chats.append(ChatSession(stack.ingress_url, session["token"], f"c{index}", None, 0.3))
     phones = [SmsLoad(stack, f"+1415555{1000 + index:04d}") for index in range(SMS_NUMBERS)]
     stop = asyncio.Event()
     load = [asyncio.create_task(c.run(stop)) for c in chats] + [
@@ -222,7 +159,7 @@ async def test_a_long_kafka_outage_heals_by_itself(
         url = f"{stack.services[name].url}/readyz"
         assert await eventually(lambda url=url: _is(url, 503), timeout_s=30), f"{name} ready"
     await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - outage_started)))
-    unavailable_during = sum(chat.unavailable for chat in chats)
+    unavailable_during = sum(len(chat.outcomes.refused_sent_at) for chat in chats)
     refused_during = sum(phone.refused_503 for phone in phones)
     outage_s = time.monotonic() - outage_started
     outage_lines = log_lines(stack) - lines_before
@@ -247,6 +184,7 @@ async def test_a_long_kafka_outage_heals_by_itself(
     assert refused_during > 0, "no webhook got 503 during the outage"
     assert not [s for phone in phones for s in phone.other_status if s != 0]
     assert all(chat.closed_unexpectedly == 0 for chat in chats)
+    assert [o for chat in chats for o in chat.outcomes.other] == [], "only ack or unavailable"
 
     # Every acknowledged chat message answered exactly once, in order.
     for chat in chats:

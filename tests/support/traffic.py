@@ -44,9 +44,12 @@ class Outcomes:
 
 
 class ChatSession:
-    """One browser sending `count` messages one after another."""
+    """One browser sending messages one after another: `count` of them, or (`count=None`)
+    until `run`'s `stop` is set. A refused message is resent with the same id."""
 
-    def __init__(self, base_url: str, token: str, name: str, count: int, pause_s: float) -> None:
+    def __init__(
+        self, base_url: str, token: str, name: str, count: int | None, pause_s: float
+    ) -> None:
         self.url = base_url.replace("http://", "ws://") + f"/v1/chat/ws?token={token}"
         self.name = name
         self.count = count
@@ -58,12 +61,16 @@ class ChatSession:
         self.answer_timeout_s = 120.0
         self._waiting: dict[str, asyncio.Future[str]] = {}
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Send, then wait (socket open) until every acknowledged message is answered."""
+        stop = stop or asyncio.Event()
         async with websockets.connect(self.url) as ws:
             reader = asyncio.create_task(self._read(ws))
             try:
-                for index in range(self.count):
-                    await self._send_until_acked(ws, f"{self.name}-{index}")
+                index = 0
+                while not stop.is_set() and (self.count is None or index < self.count):
+                    if await self._send_until_acked(ws, f"{self.name}-{index}", stop):
+                        index += 1
                     await asyncio.sleep(self.pause_s)
                 # A browser stays open for its answers: replies to a closed socket wait in
                 # the outbox for the next connection, which this client never makes.
@@ -80,8 +87,9 @@ class ChatSession:
                 return
             await asyncio.sleep(0.2)
 
-    async def _send_until_acked(self, ws: Any, message_id: str) -> None:
-        while True:
+    async def _send_until_acked(self, ws: Any, message_id: str, stop: asyncio.Event) -> bool:
+        """Whether `message_id` was acknowledged (False: `stop` came first)."""
+        while not stop.is_set():
             answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
             self._waiting[message_id] = answer
             sent_at = time.monotonic()
@@ -93,12 +101,13 @@ class ChatSession:
             if outcome == "ack":
                 self.outcomes.acked_at.append(time.monotonic())
                 self.acked.append(message_id)
-                return
+                return True
             if outcome == "unavailable":
                 self.outcomes.refused_sent_at.append(sent_at)
             else:
                 self.outcomes.other.append(outcome)
             await asyncio.sleep(1.0)
+        return False
 
     async def _read(self, ws: Any) -> None:
         try:
