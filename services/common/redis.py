@@ -31,6 +31,14 @@ MAX_CONNECTIONS = 512
 queue, not error and retry. redis-py's cluster client has no waiting pool: it raises
 `MaxConnectionsError` instead, which the callers' Redis error handling treats as an outage."""
 
+_CONNECTION_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 5,
+    "socket_keepalive": True,
+    "health_check_interval": 30,
+}
+"""What every client's connections share, single node or cluster."""
+
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 """URL schemes that mean Redis Cluster, and the plain scheme each stands for."""
 
@@ -57,12 +65,9 @@ def make_redis(url: str, socket_timeout: float | None = 10.0) -> Redis:
         url,
         max_connections=MAX_CONNECTIONS,
         timeout=socket_timeout,
-        decode_responses=True,
-        socket_connect_timeout=5,
         socket_timeout=socket_timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
         retry_on_timeout=True,
+        **_CONNECTION_OPTIONS,
     )
     return Redis.from_pool(pool)
 
@@ -122,12 +127,8 @@ def make_cluster(url: str, socket_timeout: float | None = 10.0) -> RedisCluster:
     return _Cluster(
         startup_nodes=[ClusterNode(host, port) for host, port in seeds],
         max_connections=MAX_CONNECTIONS,
-        decode_responses=True,
-        socket_connect_timeout=5,
         socket_timeout=socket_timeout,
-        socket_keepalive=True,
-        health_check_interval=30,
-        **options,
+        **(_CONNECTION_OPTIONS | options),  # the URL's own options win, as in `from_url`
     )
 
 
