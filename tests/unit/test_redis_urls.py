@@ -54,6 +54,17 @@ async def test_make_redis_picks_the_client_by_the_url() -> None:
         await cluster.aclose()
 
 
+@pytest.mark.asyncio
+async def test_a_cluster_urls_own_options_win_over_the_defaults() -> None:
+    cluster = make_redis("redis+cluster://127.0.0.1:1?health_check_interval=5")
+    try:
+        assert isinstance(cluster, RedisCluster)
+        assert cluster.connection_kwargs["health_check_interval"] == 5  # default: 30
+        assert cluster.connection_kwargs["decode_responses"] is True  # the defaults stay
+    finally:  # never connected
+        await cluster.aclose()
+
+
 def test_keys_with_one_tag_share_a_slot_whatever_else_they_hold() -> None:
     tag = hash_tag("conv-+15550001111")
     keys = [f"sb:lock:{tag}:fence", f"sb:memory:{tag}:turns", f"sb:processed:{tag}:sms:SM1"]
