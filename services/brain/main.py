@@ -82,11 +82,12 @@ def create_app(settings: BrainSettings | None = None, engine: Engine | None = No
 
     async def publish_reply(reply: Reply) -> None:
         topic = topics.replies(reply.channel)
-        if relay is None or not relay.relays(reply):
+        relayed = relay.route(reply) if relay is not None else None
+        if relay is None or relayed is None:
             await publish_event(producer, topic, reply)
             return
         # Side by side: the relay's one Redis round trip hides under the acks=all publish.
-        await asyncio.gather(relay.post(reply), publish_event(producer, topic, reply))
+        await asyncio.gather(relay.post(relayed), publish_event(producer, topic, reply))
 
     processor = build_turn_processor(
         settings,

@@ -23,6 +23,8 @@ request), at the moment it publishes. Nothing else changes:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import Counter
 from redis.exceptions import RedisError
 
@@ -64,6 +66,14 @@ def stream_entry(reply: Reply) -> InboxEntry | None:
     )
 
 
+@dataclass(frozen=True)
+class Relayed:
+    """One entry for one holder's inbox."""
+
+    holder: str
+    entry: InboxEntry
+
+
 class StreamRelay:
     """Hands STREAM replies to the inbox of the instance that published their request."""
 
@@ -71,18 +81,17 @@ class StreamRelay:
         self._inbox = inbox
 
     @staticmethod
-    def relays(reply: Reply) -> bool:
-        """Whether `post` hands `reply` to a holder (a STREAM part or stop with a holder)."""
-        return bool(reply.reply.reply_to) and stream_entry(reply) is not None
-
-    async def post(self, reply: Reply) -> None:
-        """Relay `reply` if it belongs to a held stream; never raises for Redis."""
+    def route(reply: Reply) -> Relayed | None:
+        """Where and what `post` hands over for `reply`: a STREAM part or stop whose request
+        has a holder; None for every other reply."""
         entry = stream_entry(reply)
         holder = reply.reply.reply_to
-        if entry is None or not holder:
-            return
+        return Relayed(holder, entry) if entry is not None and holder else None
+
+    async def post(self, relayed: Relayed) -> None:
+        """Append the entry to the holder's inbox; never raises for Redis."""
         try:
-            await self._inbox.post(holder, entry)
+            await self._inbox.post(relayed.holder, relayed.entry)
         except (RedisError, OSError, TimeoutError) as exc:
             STREAM_RELAYED.labels("failed").inc()
             _relay_failed.warning(error=type(exc).__name__)

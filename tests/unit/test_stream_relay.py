@@ -77,19 +77,27 @@ def test_open_and_close_are_not_relayed() -> None:
 @pytest.mark.asyncio
 async def test_the_relay_posts_to_the_instance_that_published_the_request() -> None:
     inbox = RecordingInbox()
-    await relay(inbox).post(reply())
-    await relay(inbox).post(reply(ReplyModeKind.SYNC))  # a held answer: egress's alone
+    relayed = StreamRelay.route(reply())
+    assert relayed is not None
+    await relay(inbox).post(relayed)
     [(holder, entry)] = inbox.posted
     assert holder == "ingress-a"
     assert isinstance(entry, StreamPart) and entry.part == 1
-    assert StreamRelay.relays(reply()) and not StreamRelay.relays(reply(ReplyModeKind.SYNC))
+
+
+def test_only_streamed_replies_with_a_holder_are_routed() -> None:
+    assert StreamRelay.route(reply(ReplyModeKind.SYNC)) is None  # a held answer: egress's
+    assert StreamRelay.route(reply(ReplyModeKind.ASYNC)) is None
+    assert StreamRelay.route(reply(kind=ReplyKind.CLOSE)) is None
 
 
 @pytest.mark.asyncio
 async def test_a_redis_failure_is_counted_and_never_raised() -> None:
     failed = STREAM_RELAYED.labels("failed")
     before = failed._value.get()
-    await relay(RecordingInbox(RedisConnectionError("down"))).post(reply())
+    relayed = StreamRelay.route(reply())
+    assert relayed is not None
+    await relay(RecordingInbox(RedisConnectionError("down"))).post(relayed)
     assert failed._value.get() == before + 1
 
 
